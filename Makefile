@@ -1,0 +1,54 @@
+# Everything runs inside .venv, created on first use. Each step leaves a stamp
+# and reruns only when its inputs change, so a second `make test` installs
+# nothing. torch comes from the CPU wheel this machine kind provides;
+# fairseq-fixed is built with --no-deps --no-build-isolation (see DEVELOPERS
+# notes in README), then its real dependencies are installed by hand.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip --disable-pip-version-check
+TORCH_VERSION ?= 2.13.0
+FAIRSEQ := fairseq-fixed==0.12.3.1
+
+.PHONY: demo test bench bench-quick lint clean env
+
+demo: bench
+
+test: $(VENV)/.package
+	$(PY) -m pytest -q tests
+
+bench: $(VENV)/.package
+	$(PY) scripts/bench_core.py
+
+bench-quick: $(VENV)/.package
+	$(PY) scripts/bench_core.py --quick
+
+lint: $(VENV)/.package
+	$(PY) -m ruff check fairseq_revrnn tests scripts
+
+env: $(VENV)/.package
+
+$(VENV)/.created:
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip setuptools wheel
+	touch $@
+
+$(VENV)/.torch: $(VENV)/.created
+	$(PIP) install -q torch==$(TORCH_VERSION) "numpy>=1.24,<3" cython
+	touch $@
+
+$(VENV)/.fairseq: $(VENV)/.torch
+	@echo "installing $(FAIRSEQ) (compiles its extensions the first time: a few minutes)"
+	$(PIP) install -q --no-deps --no-build-isolation $(FAIRSEQ)
+	touch $@
+
+$(VENV)/.requirements: $(VENV)/.fairseq requirements.txt requirements-dev.txt
+	$(PIP) install -q -r requirements.txt -r requirements-dev.txt
+	touch $@
+
+$(VENV)/.package: $(VENV)/.requirements setup.py pyproject.toml
+	$(PIP) install -q --no-deps --no-build-isolation -e .
+	touch $@
+
+clean:
+	rm -rf $(VENV) build *.egg-info

@@ -1,0 +1,27 @@
+"""The reversible RNN core: pure PyTorch, no fairseq import anywhere below."""
+
+from .buffer import InfoBuffer
+from .cells import GRUHalf, LSTMHalf, get_cell
+from .fixed_point import RH, RZ, Forgetting, to_fixed, to_float
+from .inputs import DenseInput, EmbeddingInput
+from .memory import MemoryStats, SavedTensorMeter, total
+from .stack import ReversibleRNN, RNNOutput
+
+__all__ = [
+    "RH",
+    "RZ",
+    "DenseInput",
+    "EmbeddingInput",
+    "Forgetting",
+    "GRUHalf",
+    "InfoBuffer",
+    "LSTMHalf",
+    "MemoryStats",
+    "RNNOutput",
+    "ReversibleRNN",
+    "SavedTensorMeter",
+    "get_cell",
+    "to_fixed",
+    "to_float",
+    "total",
+]

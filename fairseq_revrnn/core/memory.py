@@ -1,0 +1,84 @@
+"""Counting memory: the paper's bit accounting and the real bytes autograd keeps.
+
+SPEC section 6. ``naive`` is what a standard RNN stores (32 bits for every
+position and hidden unit, h and c for an LSTM); ``actual`` is every bit this
+implementation holds to reverse; ``ideal`` is what a perfect buffer would need.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterable, Optional
+
+import torch
+
+
+@dataclass
+class MemoryStats:
+    """Bit counts of one layer (or a sum of layers) for one batch."""
+
+    naive_bits: float = 0.0
+    actual_bits: float = 0.0
+    ideal_bits: float = 0.0
+
+    def __add__(self, other: "MemoryStats") -> "MemoryStats":
+        return MemoryStats(
+            self.naive_bits + other.naive_bits,
+            self.actual_bits + other.actual_bits,
+            self.ideal_bits + other.ideal_bits,
+        )
+
+    @property
+    def savings(self) -> float:
+        return self.naive_bits / max(self.actual_bits, 1.0)
+
+    @property
+    def ideal_savings(self) -> float:
+        return self.naive_bits / max(self.ideal_bits, 1.0)
+
+
+def total(stats: Iterable[MemoryStats]) -> MemoryStats:
+    return sum(stats, MemoryStats())
+
+
+def naive_bits(steps: int, batch: int, hidden: int, states_per_unit: int) -> int:
+    """32 bits for every (position, unit) a standard RNN stores."""
+    return 32 * steps * batch * hidden * states_per_unit
+
+
+class SavedTensorMeter:
+    """Records the tensors autograd saves for backward inside a ``with`` block.
+
+    ``bytes`` counts each underlying storage once and skips ``exclude`` (e.g.
+    the parameters, which are not activations); ``shapes`` lists every saved
+    tensor's shape, for checks that no activation of a given size is kept.
+    """
+
+    def __init__(self, exclude: Optional[Iterable[torch.Tensor]] = None) -> None:
+        self._exclude = {t.untyped_storage().data_ptr() for t in (exclude or ())}
+        self._storages: dict[int, int] = {}
+        self.shapes: list[tuple[int, ...]] = []
+        self._hooks = torch.autograd.graph.saved_tensors_hooks(self._pack, self._unpack)
+
+    def _pack(self, t: torch.Tensor) -> torch.Tensor:
+        storage = t.untyped_storage()
+        ptr = storage.data_ptr()
+        if ptr not in self._exclude:
+            self._storages[ptr] = storage.nbytes()
+            self.shapes.append(tuple(t.shape))
+        return t
+
+    @staticmethod
+    def _unpack(t: torch.Tensor) -> torch.Tensor:
+        return t
+
+    @property
+    def bytes(self) -> int:
+        return sum(self._storages.values())
+
+    def __enter__(self) -> "SavedTensorMeter":
+        self._hooks.__enter__()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._hooks.__exit__(*exc)

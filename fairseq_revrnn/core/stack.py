@@ -1,0 +1,188 @@
+"""``ReversibleRNN``: a multi-layer RevGRU/RevLSTM as an ``nn.Module``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional, Sequence, Union
+
+import torch
+from torch import nn
+
+from .cells import get_cell
+from .dropout import StackMasks, variational_mask
+from .engine import ReversibleStackFunction, StackCall, StackConfig, flat_inputs, run_ordinary, trace_exact
+from .fixed_point import Forgetting
+from .inputs import DenseInput, EmbeddingInput
+from .memory import MemoryStats
+
+Tensor = torch.Tensor
+
+
+@dataclass
+class RNNOutput:
+    """``outputs``: top layer's outputs (T, B, H) after output dropout, or empty;
+    ``slices``: the top layer's first ``slice_dim`` units of h1 (T, B, k);
+    ``final``: per layer, the final ``h`` (and ``c`` for the LSTM), (B, H);
+    ``memory``: per-layer bit counts of this call."""
+
+    outputs: Tensor
+    slices: Tensor
+    final: list[tuple[Tensor, ...]]
+    memory: list[MemoryStats]
+
+
+def _check_probability(name: str, p: float) -> float:
+    if not 0.0 <= p < 1.0:
+        raise ValueError(f"{name} must be in [0, 1); got {p!r}")
+    return float(p)
+
+
+class ReversibleRNN(nn.Module):
+    """Reversible recurrent stack (SPEC sections 2-4).
+
+    ``reversible=True`` trains without storing per-step hidden states (the
+    reversible Function); ``False`` runs the same cells, with bit-identical
+    values, in ordinary autograd mode. ``slice_dim`` keeps the first units of
+    the top layer's h1 at every step (for attention); those units skip the
+    buffer because they are stored anyway.
+    """
+
+    def __init__(
+        self,
+        cell_type: str,
+        input_size: int,
+        hidden_sizes: Sequence[int],
+        max_forget_bits: Optional[int] = 3,
+        no_forgetting: bool = False,
+        slice_dim: int = 0,
+        dropout_in: float = 0.0,
+        dropout_out: float = 0.0,
+        dropout_hidden: float = 0.0,
+        reversible: bool = True,
+        chunk_size: int = 16,
+    ) -> None:
+        super().__init__()
+        cell = get_cell(cell_type)
+        hidden_sizes = list(hidden_sizes)
+        if not hidden_sizes:
+            raise ValueError("hidden_sizes must name at least one layer")
+        for h in hidden_sizes:
+            if isinstance(h, bool) or not isinstance(h, int) or h < 2 or h % 2:
+                raise ValueError(f"hidden sizes must be even integers >= 2 (two halves); got {h!r}")
+        if input_size < 1:
+            raise ValueError(f"input_size must be >= 1; got {input_size!r}")
+        half = hidden_sizes[-1] // 2
+        if isinstance(slice_dim, bool) or not isinstance(slice_dim, int) or not 0 <= slice_dim <= half:
+            raise ValueError(
+                f"slice_dim must be an integer in 0..{half} (half the top layer's hidden size); got {slice_dim!r}"
+            )
+        if chunk_size < 1:
+            raise ValueError(f"chunk_size must be >= 1; got {chunk_size!r}")
+        forgetting = Forgetting(None if no_forgetting else max_forget_bits, disabled=no_forgetting)
+        self.config = StackConfig(cell, input_size, hidden_sizes, forgetting, slice_dim, chunk_size)
+        self.cell_type = cell_type
+        self.reversible = reversible
+        self.dropout_in = _check_probability("dropout_in", dropout_in)
+        self.dropout_out = _check_probability("dropout_out", dropout_out)
+        self.dropout_hidden = _check_probability("dropout_hidden", dropout_hidden)
+        sizes_in = [input_size] + hidden_sizes[:-1]
+        for li, (d, h) in enumerate(zip(sizes_in, hidden_sizes)):
+            g = cell.gates_per_unit * (h // 2)
+            self.register_parameter(f"weight_ih_l{li}", nn.Parameter(torch.empty(2 * g, d)))
+            self.register_parameter(f"bias_l{li}", nn.Parameter(torch.empty(2 * g)))
+            self.register_parameter(f"weight_hh1_l{li}", nn.Parameter(torch.empty(g, h // 2)))
+            self.register_parameter(f"weight_hh2_l{li}", nn.Parameter(torch.empty(g, h // 2)))
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        for li, h in enumerate(self.config.hidden_sizes):
+            bound = (2.0 / h) ** 0.5
+            for p in self.layer_parameters(li):
+                nn.init.uniform_(p, -bound, bound)
+
+    def layer_parameters(self, layer: int) -> list[Tensor]:
+        return [getattr(self, f"{name}_l{layer}") for name in ("weight_ih", "bias", "weight_hh1", "weight_hh2")]
+
+    @property
+    def hidden_size(self) -> int:
+        return self.config.hidden_sizes[-1]
+
+    def sample_masks(self, batch: int, like: Tensor) -> StackMasks:
+        """Dropout masks for one batch (all None in eval mode)."""
+        cfg = self.config
+        masks = StackMasks()
+        train = self.training
+        for li, h in enumerate(cfg.hidden_sizes):
+            d = cfg.input_size if li == 0 else cfg.hidden_sizes[li - 1]
+            masks.inputs.append(variational_mask((batch, d), self.dropout_in, like) if train and li == 0 else None)
+            masks.outputs.append(variational_mask((batch, h), self.dropout_out, like) if train else None)
+            if train and self.dropout_hidden > 0:
+                w1 = getattr(self, f"weight_hh1_l{li}")
+                masks.hidden.append(
+                    (variational_mask(tuple(w1.shape), self.dropout_hidden, like),
+                     variational_mask(tuple(w1.shape), self.dropout_hidden, like))
+                )
+            else:
+                masks.hidden.append(None)
+        return masks
+
+    def forward(
+        self,
+        inputs: Union[Tensor, DenseInput, EmbeddingInput],
+        valid: Optional[Tensor] = None,
+        state: Optional[list[tuple[Tensor, ...]]] = None,
+        return_outputs: bool = True,
+    ) -> RNNOutput:
+        """Run the stack over ``inputs`` (T, B, D) or an input provider.
+
+        ``valid`` (T, B) bool marks real positions; padding leaves state and
+        buffers untouched. ``state`` is the initial state per layer as in
+        ``RNNOutput.final`` (zeros if None).
+        """
+        call, h0, params = self._prepare(inputs, valid, state, return_outputs)
+        if self.reversible:
+            outs = ReversibleStackFunction.apply(call, *flat_inputs(call, h0, params))
+        else:
+            outs = run_ordinary(call, h0, params)
+        nv, L = self.config.nvars, self.config.num_layers
+        finals = outs[2:]
+        final = [tuple(finals[li * nv : (li + 1) * nv]) for li in range(L)]
+        return RNNOutput(outs[0], outs[1], final, list(call.memory))
+
+    def trace_exact(self, inputs, valid: Optional[Tensor] = None, state=None):
+        """Integer states before every step, forward and as recovered by exact
+        reversal, plus the number of buffer overflows (see ``engine.trace_exact``)."""
+        call, h0, params = self._prepare(inputs, valid, state, False)
+        return trace_exact(call, h0, params)
+
+    def _prepare(self, inputs, valid, state, return_outputs: bool):
+        src = DenseInput(inputs) if isinstance(inputs, Tensor) else inputs
+        T, B, D = src.shape
+        cfg = self.config
+        if D != cfg.input_size:
+            raise ValueError(f"inputs have {D} features but input_size is {cfg.input_size}")
+        p0 = self.weight_ih_l0
+        if valid is not None:
+            if tuple(valid.shape) != (T, B):
+                raise ValueError(f"valid must have shape {(T, B)}; got {tuple(valid.shape)}")
+            valid = valid.to(torch.bool)
+        h0 = self._initial_state(state, B, p0)
+        params = [p for li in range(cfg.num_layers) for p in self.layer_parameters(li)]
+        call = StackCall(cfg, src, self.sample_masks(B, p0), valid, return_outputs, p0.dtype)
+        return call, h0, params
+
+    def _initial_state(self, state, batch: int, like: Tensor) -> list[list[Tensor]]:
+        cfg = self.config
+        if state is None:
+            return [[like.new_zeros(batch, h) for _ in range(cfg.nvars)] for h in cfg.hidden_sizes]
+        if len(state) != cfg.num_layers:
+            raise ValueError(f"state must have one entry per layer ({cfg.num_layers}); got {len(state)}")
+        out = []
+        for li, (layer_state, h) in enumerate(zip(state, cfg.hidden_sizes)):
+            if len(layer_state) != cfg.nvars:
+                raise ValueError(f"state of layer {li} must hold {cfg.cell.state_names}; got {len(layer_state)} tensors")
+            for v in layer_state:
+                if tuple(v.shape) != (batch, h):
+                    raise ValueError(f"state of layer {li} must have shape {(batch, h)}; got {tuple(v.shape)}")
+            out.append(list(layer_state))
+        return out

@@ -1,0 +1,131 @@
+"""Reversible-mode gradients equal ordinary autograd; one step passes gradcheck."""
+
+import pytest
+import torch
+from hypothesis import given
+from hypothesis import strategies as st
+
+from fairseq_revrnn.core import EmbeddingInput, Forgetting, GRUHalf, LSTMHalf, ReversibleRNN
+
+from .helpers import loss_and_grads, max_relative_error
+
+LIMITS = [1, 2, 3, 5, None, "nf"]
+
+
+def make(cell, sizes, limit, dtype, **kw):
+    nf = limit == "nf"
+    m = ReversibleRNN(cell, 6, sizes, max_forget_bits=None if nf else limit, no_forgetting=nf, **kw)
+    return m.to(dtype)
+
+
+def compare(module, x, valid, state, tol):
+    out_r, g_r = loss_and_grads(module, x, valid, state, reversible=True)
+    out_o, g_o = loss_and_grads(module, x, valid, state, reversible=False)
+    assert torch.equal(out_r.outputs, out_o.outputs), "both modes must compute identical values"
+    assert torch.equal(out_r.slices, out_o.slices)
+    assert max_relative_error(g_r, g_o) <= tol
+    return g_r
+
+
+@given(
+    cell=st.sampled_from(["gru", "lstm"]),
+    layers=st.integers(1, 3),
+    steps=st.integers(1, 25),
+    limit=st.sampled_from(LIMITS),
+    seed=st.integers(0, 2**31 - 1),
+    data=st.data(),
+)
+def test_gradients_match_ordinary_mode_float64(cell, layers, steps, limit, seed, data):
+    torch.manual_seed(seed)
+    sizes = [2 * data.draw(st.integers(1, 5)) for _ in range(layers)]
+    slice_dim = data.draw(st.integers(0, sizes[-1] // 2))
+    module = make(cell, sizes, limit, torch.float64, slice_dim=slice_dim, chunk_size=data.draw(st.integers(1, 8)))
+    batch = 3
+    x = torch.randn(steps, batch, 6, dtype=torch.float64, requires_grad=True)
+    lengths = torch.randint(1, steps + 1, (batch,))
+    valid = (torch.arange(steps).unsqueeze(1) < lengths).flip(0) if data.draw(st.booleans()) else None
+    state = [
+        tuple(torch.randn(batch, h, dtype=torch.float64, requires_grad=True) for _ in range(module.config.nvars))
+        for h in sizes
+    ]
+    compare(module, x, valid, state, 1e-6)
+
+
+@pytest.mark.parametrize("cell", ["gru", "lstm"])
+@pytest.mark.parametrize("limit", [2, None])
+def test_gradients_match_ordinary_mode_float32_with_dropout(cell, limit):
+    torch.manual_seed(0)
+    module = make(cell, [16, 12], limit, torch.float32, slice_dim=3, dropout_in=0.3, dropout_out=0.4, dropout_hidden=0.5)
+    module.train()
+    x = torch.randn(40, 4, 6, requires_grad=True)
+    valid = torch.ones(40, 4, dtype=torch.bool)
+    valid[30:, 0] = False
+    grads = compare(module, x, valid, None, 1e-4)
+    assert all(torch.isfinite(g).all() and g.abs().sum() > 0 for g in grads)
+
+
+def test_dropout_masks_are_one_per_sequence():
+    torch.manual_seed(0)
+    module = make("gru", [8], 3, torch.float64, dropout_out=0.5)
+    module.train()
+    masks = module.sample_masks(4, module.weight_ih_l0)
+    out = module(torch.randn(10, 4, 6, dtype=torch.float64))
+    dropped = out.outputs == 0
+    assert dropped.any()
+    assert torch.equal(dropped, dropped[:1].expand_as(dropped)), "the same units are dropped at every step"
+    assert masks.outputs[0].shape == (4, 8)
+
+
+def test_embedding_input_gradients_match():
+    torch.manual_seed(0)
+    module = make("lstm", [8, 6], 3, torch.float64, slice_dim=2)
+    weight = torch.randn(11, 6, dtype=torch.float64, requires_grad=True)
+    tokens = torch.randint(0, 11, (12, 3))
+    word_mask = (torch.rand(11, dtype=torch.float64) > 0.3).double() / 0.7
+    grads = []
+    for rev in (True, False):
+        module.reversible = rev
+        out = module(EmbeddingInput(tokens, weight, padding_idx=1, word_mask=word_mask))
+        loss = (out.outputs**2).sum() + out.slices.sum()
+        grads.append(torch.autograd.grad(loss, [weight, *module.parameters()]))
+    assert max_relative_error(grads[0], grads[1]) <= 1e-6
+    assert torch.count_nonzero(grads[0][0][1]) == 0, "padding row gets no gradient"
+    dense = torch.nn.functional.embedding(tokens, weight, 1) * word_mask[tokens].unsqueeze(-1)
+    module.reversible = True
+    assert torch.equal(module(EmbeddingInput(tokens, weight, 1, word_mask)).outputs, module(dense).outputs)
+
+
+class _HalfStep(torch.autograd.Function):
+    """One float half-step whose backward is the cell's hand-written ``grad``."""
+
+    @staticmethod
+    def forward(ctx, cell, fg, px, h_o, w, *old):
+        gates = cell.gates(px, h_o, w, fg)
+        if cell is GRUHalf:
+            _, z, _, _, g = gates
+            new = [(old[0] if fg.disabled else z * old[0]) + (1 - z) * g]
+        else:
+            _, f, i, o, _, p, g = gates
+            c = (old[1] if fg.disabled else f * old[1]) + i * g
+            new = [(old[0] if fg.disabled else p * old[0]) + o * torch.tanh(c), c]
+        ctx.stuff = (cell, fg, gates, list(old), new, h_o, w)
+        return tuple(new)
+
+    @staticmethod
+    def backward(ctx, *dnew):
+        cell, fg, gates, old, new, h_o, w = ctx.stuff
+        dw = torch.zeros_like(w)
+        g = cell.grad(gates, old, new, h_o, w, dw, list(dnew), fg, None)
+        return (None, None, g.dpre, g.dh_other, dw, *g.dstate)
+
+
+@pytest.mark.parametrize("cell", [GRUHalf, LSTMHalf])
+@pytest.mark.parametrize("fg", [Forgetting(3), Forgetting(None), Forgetting(None, disabled=True)])
+def test_gradcheck_one_half_step(cell, fg):
+    torch.manual_seed(0)
+    n, batch = 4, 3
+    px = torch.randn(batch, cell.gates_per_unit * n, dtype=torch.float64, requires_grad=True)
+    h_o = torch.randn(batch, n, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(cell.gates_per_unit * n, n, dtype=torch.float64, requires_grad=True)
+    old = [torch.randn(batch, n, dtype=torch.float64, requires_grad=True) for _ in cell.state_names]
+    assert torch.autograd.gradcheck(lambda *a: _HalfStep.apply(cell, fg, *a), (px, h_o, w, *old))
