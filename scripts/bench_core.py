@@ -105,8 +105,19 @@ def measure(cell: str, hidden: int, steps: int, batch: int, layers: int, bits: i
             stats = total(out.memory)
         del out
     return Row(
-        cell, hidden, steps, 1000 * rev_s, 1000 * ord_s, 1000 * torch_s, saved[True], saved[False],
-        stats.savings, stats.ideal_savings, rev_peak, ord_peak, torch_peak,
+        cell,
+        hidden,
+        steps,
+        1000 * rev_s,
+        1000 * ord_s,
+        1000 * torch_s,
+        saved[True],
+        saved[False],
+        stats.savings,
+        stats.ideal_savings,
+        rev_peak,
+        ord_peak,
+        torch_peak,
     )
 
 

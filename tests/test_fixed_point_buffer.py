@@ -20,7 +20,9 @@ def test_to_fixed_rounds_to_grid_and_back():
 @pytest.mark.parametrize("bits", [1, 2, 3, 5, None])
 def test_quantized_forget_values_respect_the_limit(bits):
     fg = Forgetting(bits)
-    s = torch.cat([torch.linspace(0, 1, 1001, dtype=torch.float64), torch.tensor([1e-30, 1 - 1e-16], dtype=torch.float64)])
+    s = torch.cat(
+        [torch.linspace(0, 1, 1001, dtype=torch.float64), torch.tensor([1e-30, 1 - 1e-16], dtype=torch.float64)]
+    )
     z = fg.quantize(fg.limit(s))
     lowest = 2 ** (RZ - bits) if bits else 1
     assert z.min().item() == lowest

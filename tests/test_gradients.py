@@ -55,7 +55,9 @@ def test_gradients_match_ordinary_mode_float64(cell, layers, steps, limit, seed,
 @pytest.mark.parametrize("limit", [2, None])
 def test_gradients_match_ordinary_mode_float32_with_dropout(cell, limit):
     torch.manual_seed(0)
-    module = make(cell, [16, 12], limit, torch.float32, slice_dim=3, dropout_in=0.3, dropout_out=0.4, dropout_hidden=0.5)
+    module = make(
+        cell, [16, 12], limit, torch.float32, slice_dim=3, dropout_in=0.3, dropout_out=0.4, dropout_hidden=0.5
+    )
     module.train()
     x = torch.randn(40, 4, 6, requires_grad=True)
     valid = torch.ones(40, 4, dtype=torch.bool)

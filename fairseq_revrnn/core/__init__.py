@@ -3,6 +3,7 @@
 from .buffer import InfoBuffer
 from .cells import GRUHalf, LSTMHalf, get_cell
 from .fixed_point import RH, RZ, Forgetting, to_fixed, to_float
+from .head import StepHead
 from .inputs import DenseInput, EmbeddingInput
 from .memory import MemoryStats, SavedTensorMeter, total
 from .stack import ReversibleRNN, RNNOutput
@@ -20,6 +21,7 @@ __all__ = [
     "RNNOutput",
     "ReversibleRNN",
     "SavedTensorMeter",
+    "StepHead",
     "get_cell",
     "to_fixed",
     "to_float",

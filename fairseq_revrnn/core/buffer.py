@@ -53,9 +53,7 @@ class InfoBuffer:
         self.buf = _where(valid, q, b_old)
         return _where(valid, out, h)
 
-    def divide(
-        self, h: torch.Tensor, z: torch.Tensor, step: int, valid: Optional[torch.Tensor] = None
-    ) -> torch.Tensor:
+    def divide(self, h: torch.Tensor, z: torch.Tensor, step: int, valid: Optional[torch.Tensor] = None) -> torch.Tensor:
         """Exact inverse of :meth:`multiply` at the same step."""
         b_old = self.buf
         q = torch.div(h, z, rounding_mode="floor")
@@ -72,7 +70,7 @@ class InfoBuffer:
         return [self.buf, *self.stack]
 
     @classmethod
-    def restore(cls, tensors: list[torch.Tensor], push_steps: list[int]) -> "InfoBuffer":
+    def restore(cls, tensors: list[torch.Tensor], push_steps: list[int]) -> InfoBuffer:
         obj = cls.__new__(cls)
         obj.buf = tensors[0]
         obj.stack = list(tensors[1:])

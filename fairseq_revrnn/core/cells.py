@@ -67,7 +67,9 @@ class Updater:
             new = torch.cat([kept, new[:, k:]], dim=1)
         return new if valid is None else torch.where(valid, new, h)
 
-    def div(self, h: Tensor, z: Optional[Tensor], step: int, valid: Optional[Tensor], kept_old: Optional[Tensor]) -> Tensor:
+    def div(
+        self, h: Tensor, z: Optional[Tensor], step: int, valid: Optional[Tensor], kept_old: Optional[Tensor]
+    ) -> Tensor:
         if z is None:
             return h
         k = self.keep
@@ -104,7 +106,9 @@ class GRUHalf:
         return [up.add(up.mul(h, zq, t, valid), (1 - z) * g, valid)]
 
     @staticmethod
-    def unstep(G, state: list[Tensor], ups: list[Updater], fg: Forgetting, t: int, valid, dtype, kept_old) -> list[Tensor]:
+    def unstep(
+        G, state: list[Tensor], ups: list[Updater], fg: Forgetting, t: int, valid, dtype, kept_old
+    ) -> list[Tensor]:
         _, z, _, _, g = G
         zq = None if fg.disabled else fg.quantize(z)
         (h,) = state
@@ -123,7 +127,17 @@ class GRUHalf:
         return [new_exact[0] + (sur - sur.detach())]
 
     @staticmethod
-    def grad(G, old: list[Tensor], new: list[Tensor], h_o: Tensor, w: Tensor, dw: Tensor, dnew: list[Tensor], fg: Forgetting, vf: Optional[Tensor]) -> HalfGrads:
+    def grad(
+        G,
+        old: list[Tensor],
+        new: list[Tensor],
+        h_o: Tensor,
+        w: Tensor,
+        dw: Tensor,
+        dnew: list[Tensor],
+        fg: Forgetting,
+        vf: Optional[Tensor],
+    ) -> HalfGrads:
         s, z, r, u, g = G
         (h_old,) = old
         (dh_in,) = dnew
@@ -178,7 +192,9 @@ class LSTMHalf:
         return [h_new, c_new]
 
     @staticmethod
-    def unstep(G, state: list[Tensor], ups: list[Updater], fg: Forgetting, t: int, valid, dtype, kept_old) -> list[Tensor]:
+    def unstep(
+        G, state: list[Tensor], ups: list[Updater], fg: Forgetting, t: int, valid, dtype, kept_old
+    ) -> list[Tensor]:
         _, f, i, o, _, p, g = G
         h, c = state
         up_h, up_c = ups
@@ -203,7 +219,17 @@ class LSTMHalf:
         return [h_ex + (h_sur - h_sur.detach()), c_new]
 
     @staticmethod
-    def grad(G, old: list[Tensor], new: list[Tensor], h_o: Tensor, w: Tensor, dw: Tensor, dnew: list[Tensor], fg: Forgetting, vf: Optional[Tensor]) -> HalfGrads:
+    def grad(
+        G,
+        old: list[Tensor],
+        new: list[Tensor],
+        h_o: Tensor,
+        w: Tensor,
+        dw: Tensor,
+        dnew: list[Tensor],
+        fg: Forgetting,
+        vf: Optional[Tensor],
+    ) -> HalfGrads:
         sf, f, i, o, sp, p, g = G
         h_old, c_old = old
         dh_in, dc_in = dnew

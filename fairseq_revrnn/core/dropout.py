@@ -43,7 +43,7 @@ class StackMasks:
         ms = [self.inputs[layer], self.outputs[layer], *(self.hidden[layer] or ())]
         return sum(m.numel() * m.element_size() * 8 for m in ms if m is not None)
 
-    def bind(self, tensors: list[Tensor]) -> "StackMasks":
+    def bind(self, tensors: list[Tensor]) -> StackMasks:
         it = iter(tensors)
         pick = lambda m: None if m is None else next(it)  # noqa: E731
         inputs = [pick(m) for m in self.inputs]

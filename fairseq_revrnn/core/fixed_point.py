@@ -49,9 +49,7 @@ class Forgetting:
     def __post_init__(self) -> None:
         bits = self.max_bits
         if bits is not None and (isinstance(bits, bool) or not isinstance(bits, int) or not 1 <= bits <= RZ):
-            raise ValueError(
-                f"max_forget_bits must be an integer in 1..{RZ} or None (no limit); got {bits!r}"
-            )
+            raise ValueError(f"max_forget_bits must be an integer in 1..{RZ} or None (no limit); got {bits!r}")
 
     @property
     def limited(self) -> bool:

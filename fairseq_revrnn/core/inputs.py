@@ -35,7 +35,7 @@ class DenseInput:
     def tensors(self) -> list[Tensor]:
         return [self.x]
 
-    def bind(self, tensors: list[Tensor]) -> "DenseInput":
+    def bind(self, tensors: list[Tensor]) -> DenseInput:
         return DenseInput(tensors[0])
 
     def chunk(self, start: int, end: int) -> Tensor:
@@ -59,7 +59,9 @@ class EmbeddingInput:
     row at zero, as ``nn.Embedding`` does.
     """
 
-    def __init__(self, tokens: Tensor, weight: Tensor, padding_idx: Optional[int] = None, word_mask: Optional[Tensor] = None) -> None:
+    def __init__(
+        self, tokens: Tensor, weight: Tensor, padding_idx: Optional[int] = None, word_mask: Optional[Tensor] = None
+    ) -> None:
         if tokens.dim() != 2:
             raise ValueError(f"tokens must have shape (time, batch); got {tuple(tokens.shape)}")
         self.tokens = tokens
@@ -79,7 +81,7 @@ class EmbeddingInput:
         extra = [] if self.word_mask is None else [self.word_mask]
         return [self.weight, self.tokens, *extra]
 
-    def bind(self, tensors: list[Tensor]) -> "EmbeddingInput":
+    def bind(self, tensors: list[Tensor]) -> EmbeddingInput:
         mask = tensors[2] if len(tensors) > 2 else None
         return EmbeddingInput(tensors[1], tensors[0], self.padding_idx, mask)
 

@@ -21,7 +21,7 @@ class MemoryStats:
     actual_bits: float = 0.0
     ideal_bits: float = 0.0
 
-    def __add__(self, other: "MemoryStats") -> "MemoryStats":
+    def __add__(self, other: MemoryStats) -> MemoryStats:
         return MemoryStats(
             self.naive_bits + other.naive_bits,
             self.actual_bits + other.actual_bits,
@@ -76,7 +76,7 @@ class SavedTensorMeter:
     def bytes(self) -> int:
         return sum(self._storages.values())
 
-    def __enter__(self) -> "SavedTensorMeter":
+    def __enter__(self) -> SavedTensorMeter:
         self._hooks.__enter__()
         return self
 

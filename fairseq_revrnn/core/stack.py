@@ -10,8 +10,9 @@ from torch import nn
 
 from .cells import get_cell
 from .dropout import StackMasks, variational_mask
-from .engine import ReversibleStackFunction, StackCall, StackConfig, flat_inputs, run_ordinary, trace_exact
+from .engine import ReversibleStackFunction, StackCall, StackConfig, run_ordinary, trace_exact
 from .fixed_point import Forgetting
+from .head import StepHead
 from .inputs import DenseInput, EmbeddingInput
 from .memory import MemoryStats
 
@@ -119,8 +120,10 @@ class ReversibleRNN(nn.Module):
             if train and self.dropout_hidden > 0:
                 w1 = getattr(self, f"weight_hh1_l{li}")
                 masks.hidden.append(
-                    (variational_mask(tuple(w1.shape), self.dropout_hidden, like),
-                     variational_mask(tuple(w1.shape), self.dropout_hidden, like))
+                    (
+                        variational_mask(tuple(w1.shape), self.dropout_hidden, like),
+                        variational_mask(tuple(w1.shape), self.dropout_hidden, like),
+                    )
                 )
             else:
                 masks.hidden.append(None)
@@ -132,16 +135,20 @@ class ReversibleRNN(nn.Module):
         valid: Optional[Tensor] = None,
         state: Optional[list[tuple[Tensor, ...]]] = None,
         return_outputs: bool = True,
+        head: Optional[StepHead] = None,
     ) -> RNNOutput:
         """Run the stack over ``inputs`` (T, B, D) or an input provider.
 
         ``valid`` (T, B) bool marks real positions; padding leaves state and
         buffers untouched. ``state`` is the initial state per layer as in
-        ``RNNOutput.final`` (zeros if None).
+        ``RNNOutput.final`` (zeros if None). With a ``head``, ``outputs`` holds
+        the head's per-step outputs, computed inside the reversible Function so
+        that the top layer's outputs are never kept.
         """
         call, h0, params = self._prepare(inputs, valid, state, return_outputs)
+        call.head = head
         if self.reversible:
-            outs = ReversibleStackFunction.apply(call, *flat_inputs(call, h0, params))
+            outs = ReversibleStackFunction.apply(call, *call.flat_inputs(h0, params))
         else:
             outs = run_ordinary(call, h0, params)
         nv, L = self.config.nvars, self.config.num_layers
@@ -180,7 +187,9 @@ class ReversibleRNN(nn.Module):
         out = []
         for li, (layer_state, h) in enumerate(zip(state, cfg.hidden_sizes)):
             if len(layer_state) != cfg.nvars:
-                raise ValueError(f"state of layer {li} must hold {cfg.cell.state_names}; got {len(layer_state)} tensors")
+                raise ValueError(
+                    f"state of layer {li} must hold {cfg.cell.state_names}; got {len(layer_state)} tensors"
+                )
             for v in layer_state:
                 if tuple(v.shape) != (batch, h):
                     raise ValueError(f"state of layer {li} must have shape {(batch, h)}; got {tuple(v.shape)}")

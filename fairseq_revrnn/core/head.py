@@ -1,0 +1,98 @@
+"""Per-step heads that run inside the reversible Function.
+
+Whatever consumes the top layer's output at every step (attention, the output
+projection) would otherwise keep that output for its own backward: T x B x H
+again. A :class:`StepHead` runs inside the Function instead: the forward
+applies it step by step and returns only its outputs; the backward recomputes
+it at step t from the reconstructed state, so only what the head itself was
+given (e.g. attention slices, token ids) is kept.
+
+Subclasses define ``precompute`` (per-sequence work such as attention keys,
+differentiable in the head's tensors) and ``step``. The plumbing here turns
+them into per-step gradients with ordinary autograd.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Optional, Sequence
+
+import torch
+
+Tensor = torch.Tensor
+
+
+class StepHead:
+    """Base class: ``tensors`` are the head's inputs (parameters, context)."""
+
+    def __init__(self, tensors: Sequence[Tensor]) -> None:
+        self._tensors = list(tensors)
+        self._pre: Optional[tuple] = None
+        self._bw = None
+
+    def tensors(self) -> list[Tensor]:
+        return self._tensors
+
+    def bind(self, tensors: Sequence[Tensor]) -> StepHead:
+        clone = copy.copy(self)
+        clone._tensors = list(tensors)
+        clone._pre = clone._bw = None
+        return clone
+
+    def stored_bits(self) -> int:
+        return 0
+
+    def precompute(self, *tensors: Tensor) -> tuple:
+        """Per-sequence values the steps need (differentiable). Default: the tensors."""
+        return tensors
+
+    def step(self, y: Tensor, pre: tuple, t: int) -> Tensor:
+        """The head's output at step t from the top layer's output ``y`` (B, H)."""
+        raise NotImplementedError
+
+    def forward_step(self, y: Tensor, t: int) -> Tensor:
+        if self._pre is None:
+            self._pre = self.precompute(*self._tensors)
+        return self.step(y, self._pre, t)
+
+    def begin_backward(self, needs_grad: Sequence[bool]) -> None:
+        leaves = [
+            t.detach().requires_grad_() if need and t.is_floating_point() else t.detach()
+            for t, need in zip(self._tensors, needs_grad)
+        ]
+        with torch.enable_grad():
+            pre = self.precompute(*leaves)
+        pre_leaves = [p.detach().requires_grad_() if _wants(p) else p for p in pre]
+        self._bw = (leaves, pre, pre_leaves, [None] * len(pre))
+
+    def backward_step(self, y: Tensor, t: int, dout: Tensor) -> Tensor:
+        """Gradient w.r.t. ``y``; gradients of the head's own inputs accumulate."""
+        _, _, pre_leaves, acc = self._bw
+        idx = [i for i, p in enumerate(pre_leaves) if _wants(p)]
+        with torch.enable_grad():
+            y_leaf = y.detach().requires_grad_()
+            out = self.step(y_leaf, tuple(pre_leaves), t)
+            grads = torch.autograd.grad(out, [y_leaf] + [pre_leaves[i] for i in idx], dout, allow_unused=True)
+        for i, g in zip(idx, grads[1:]):
+            if g is not None:
+                acc[i] = g if acc[i] is None else acc[i] + g
+        return grads[0]
+
+    def end_backward(self) -> list[Optional[Tensor]]:
+        """Gradients for ``tensors()`` (None where not needed)."""
+        leaves, pre, _, acc = self._bw
+        self._bw = None
+        outs = [(p, g) for p, g in zip(pre, acc) if g is not None and p.requires_grad]
+        wanted = [i for i, leaf in enumerate(leaves) if leaf.requires_grad]
+        result: list[Optional[Tensor]] = [None] * len(leaves)
+        if outs and wanted:
+            grads = torch.autograd.grad(
+                [p for p, _ in outs], [leaves[i] for i in wanted], [g for _, g in outs], allow_unused=True
+            )
+            for i, g in zip(wanted, grads):
+                result[i] = g
+        return result
+
+
+def _wants(t) -> bool:
+    return isinstance(t, Tensor) and t.requires_grad
