@@ -294,7 +294,7 @@ class _Grads:
     def __init__(self, call: StackCall, layers: list[_Layer], params: list[Tensor], grad_finals, needs_head):
         cfg = call.config
         self.state = []
-        for li, layer in enumerate(layers):
+        for li in range(len(layers)):
             halves = [[], []]
             for v in range(cfg.nvars):
                 g = grad_finals[li * cfg.nvars + v]
@@ -439,7 +439,7 @@ class ReversibleStackFunction(torch.autograd.Function):
             return kept0 if t == 0 else to_fixed(slices[t - 1])
 
         _walk_backward(call, layers, kept_at, grads, grad_out, grad_slices)
-        for li, layer in enumerate(layers):
+        for li in range(len(layers)):
             pair = call.masks.hidden[li]
             for half in (0, 1):
                 g = grads.w_eff[li][half]
