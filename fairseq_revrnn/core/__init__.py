@@ -2,6 +2,8 @@
 
 from .buffer import InfoBuffer
 from .cells import GRUHalf, LSTMHalf, get_cell
+from .attention import ATTENTION_TYPES, OutputHead
+from .engine import ExactState
 from .fixed_point import RH, RZ, Forgetting, to_fixed, to_float
 from .head import StepHead
 from .inputs import DenseInput, EmbeddingInput
@@ -9,6 +11,9 @@ from .memory import MemoryStats, SavedTensorMeter, total
 from .stack import ReversibleRNN, RNNOutput
 
 __all__ = [
+    "ATTENTION_TYPES",
+    "ExactState",
+    "OutputHead",
     "RH",
     "RZ",
     "DenseInput",

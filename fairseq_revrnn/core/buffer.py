@@ -78,6 +78,12 @@ class InfoBuffer:
         obj.ideal_bits = torch.zeros((), dtype=torch.float64, device=tensors[0].device)
         return obj
 
+    def index_select(self, order: torch.Tensor) -> "InfoBuffer":
+        """A copy holding only the batch rows ``order`` (beam search reordering)."""
+        obj = InfoBuffer.restore([t.index_select(0, order) for t in self.tensors()], self.push_steps)
+        obj.ideal_bits = self.ideal_bits
+        return obj
+
     def actual_bits(self) -> int:
         """Whole int64 words held (current buffer and stack) plus push bookkeeping."""
         return 64 * self.buf.numel() * (1 + len(self.stack)) + 64 * len(self.push_steps)

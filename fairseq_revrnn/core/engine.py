@@ -453,6 +453,49 @@ class ReversibleStackFunction(torch.autograd.Function):
         return (None, *call.input_grads(grads.inputs, dh0, grads.params, dhead))
 
 
+@dataclass
+class ExactState:
+    """A stack's exact state between calls, for step-by-step decoding: integer
+    states per layer and variable, and the buffers (their remainders feed back
+    into the states, so carrying them keeps values identical to a full pass)."""
+
+    ints: list[list[Tensor]]
+    buffers: list[Optional[list[list[InfoBuffer]]]]
+
+    def index_select(self, order: Tensor) -> "ExactState":
+        ints = [[v.index_select(0, order) for v in layer] for layer in self.ints]
+        buffers = [
+            None if bufs is None else [[b.index_select(order) for b in half] for half in bufs] for bufs in self.buffers
+        ]
+        return ExactState(ints, buffers)
+
+    def floats(self, dtype: torch.dtype) -> list[tuple[Tensor, ...]]:
+        return [tuple(to_float(v, dtype) for v in layer) for layer in self.ints]
+
+
+def advance(call: StackCall, params: list[Tensor], h0=None, state: Optional[ExactState] = None):
+    """Run forward without autograd from float ``h0`` or an :class:`ExactState`;
+    return the top layer's outputs (T, B, H) and the new exact state."""
+    cfg = call.config
+    with torch.no_grad():
+        layers = [_Layer(call, li, params[4 * li : 4 * li + 4]) for li in range(cfg.num_layers)]
+        for li, layer in enumerate(layers):
+            if state is None:
+                layer.start_fresh(h0[li], call.batch)
+            else:
+                bufs = state.buffers[li]
+                copies = None if bufs is None else [[b.index_select(_arange(b)) for b in half] for half in bufs]
+                layer.start(list(state.ints[li]), copies)
+        top, outputs = layers[-1], []
+        _walk_forward(call, layers, lambda t: outputs.append(top.output()))
+        new_state = ExactState([layer.final_ints() for layer in layers], [layer.buffers for layer in layers])
+    return torch.stack(outputs), new_state
+
+
+def _arange(buffer: InfoBuffer) -> Tensor:
+    return torch.arange(buffer.buf.shape[0], device=buffer.buf.device)
+
+
 def run_ordinary(call: StackCall, h0: list[list[Tensor]], params: list[Tensor]):
     """The same cells and the same exact values, with every step kept by autograd.
 

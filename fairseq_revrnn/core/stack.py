@@ -10,7 +10,7 @@ from torch import nn
 
 from .cells import get_cell
 from .dropout import StackMasks, variational_mask
-from .engine import ReversibleStackFunction, StackCall, StackConfig, run_ordinary, trace_exact
+from .engine import ExactState, ReversibleStackFunction, StackCall, StackConfig, advance, run_ordinary, trace_exact
 from .fixed_point import Forgetting
 from .head import StepHead
 from .inputs import DenseInput, EmbeddingInput
@@ -155,6 +155,21 @@ class ReversibleRNN(nn.Module):
         finals = outs[2:]
         final = [tuple(finals[li * nv : (li + 1) * nv]) for li in range(L)]
         return RNNOutput(outs[0], outs[1], final, list(call.memory))
+
+    def advance(
+        self,
+        inputs: Union[Tensor, DenseInput, EmbeddingInput],
+        state: Optional[ExactState] = None,
+        initial: Optional[list[tuple[Tensor, ...]]] = None,
+    ) -> tuple[Tensor, ExactState]:
+        """Continue a sequence without autograd (incremental decoding).
+
+        Starts from ``state`` (an :class:`ExactState` returned earlier) or from
+        float ``initial`` states; returns the top layer's outputs (T, B, H) and
+        the new exact state. Values equal those of one full :meth:`forward`.
+        """
+        call, h0, params = self._prepare(inputs, None, initial, True)
+        return advance(call, params, h0=h0, state=state)
 
     def trace_exact(self, inputs, valid: Optional[Tensor] = None, state=None):
         """Integer states before every step, forward and as recovered by exact

@@ -1,0 +1,104 @@
+"""Luong "general" attention and the output projection as a step head (SPEC 5).
+
+Applied after the decoder RNN (no input feeding): ``score_j = y^T W_a s_j``,
+``c = sum_j a_j s_j``, ``h~ = tanh(W_c [c; y])``, logits ``= W_out h~``. The
+annotations ``s_j`` are built per sequence from what the variant allows:
+
+============  =====================================  ===================
+``attention`` ``s_j``                                encoder memory cost
+============  =====================================  ===================
+none          (no attention)                         none
+hidden        full top-layer encoder state           every state stored
+slice         first k units of the top layer's h1    k units per step
+emb           source word embedding                  none (recomputed)
+emb+slice     [embedding; k-unit slice]              k units per step
+============  =====================================  ===================
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+import torch.nn.functional as F
+
+from .head import StepHead
+
+Tensor = torch.Tensor
+
+ATTENTION_TYPES = ("none", "hidden", "slice", "emb", "emb+slice")
+_SLOTS = (
+    "w_out", "b_out", "w_proj", "out_mask", "w_a", "w_c",
+    "hidden", "slices", "src_embed", "src_tokens", "src_pad",
+)  # fmt: skip
+
+
+def uses_slice(attention: str) -> bool:
+    return attention in ("slice", "emb+slice")
+
+
+def uses_embeddings(attention: str) -> bool:
+    return attention in ("emb", "emb+slice")
+
+
+def check_attention(attention: str) -> str:
+    if attention not in ATTENTION_TYPES:
+        raise ValueError(f"attention must be one of {list(ATTENTION_TYPES)}; got {attention!r}")
+    return attention
+
+
+class OutputHead(StepHead):
+    """Logits from the top layer's output, with optional Luong attention.
+
+    Give tensors by name (see ``_SLOTS``); absent ones are None. ``src_pad``
+    is True at padded source positions; ``src_embed_padding_idx`` is the
+    padding index of ``src_embed``.
+    """
+
+    def __init__(self, src_embed_padding_idx: Optional[int] = None, **named: Optional[Tensor]) -> None:
+        unknown = set(named) - set(_SLOTS)
+        if unknown:
+            raise TypeError(f"unknown head tensors: {sorted(unknown)}")
+        self._names = [n for n in _SLOTS if named.get(n) is not None]
+        self.padding_idx = src_embed_padding_idx
+        super().__init__([named[n] for n in self._names])
+
+    def stored_bits(self) -> int:
+        return 0
+
+    def precompute(self, *tensors: Tensor) -> tuple:
+        t = dict(zip(self._names, tensors))
+        keys = ann = None
+        if "w_a" in t:
+            parts = []
+            if "src_embed" in t:
+                parts.append(F.embedding(t["src_tokens"], t["src_embed"], self.padding_idx))
+            if "slices" in t:
+                parts.append(t["slices"].to(t["w_a"].dtype))
+            if "hidden" in t:
+                parts.append(t["hidden"])
+            ann = torch.cat(parts, dim=-1) if len(parts) > 1 else parts[0]
+            keys = ann @ t["w_a"].t()
+        return (keys, ann, t.get("src_pad"), t.get("w_c"), t.get("out_mask"), t.get("w_proj"), t["w_out"], t.get("b_out"))
+
+    def attend(self, y: Tensor, pre: tuple) -> tuple[Tensor, Optional[Tensor]]:
+        """Logits (B, V) and attention weights (S, B) for decoder outputs ``y`` (B, H)."""
+        keys, ann, src_pad, w_c, out_mask, w_proj, w_out, b_out = pre
+        attn = None
+        h = y
+        if keys is not None:
+            scores = torch.einsum("sbh,bh->sb", keys, y)
+            if src_pad is not None:
+                scores = scores.masked_fill(src_pad, float("-inf"))
+            attn = torch.softmax(scores, dim=0)
+            context = torch.einsum("sb,sba->ba", attn, ann)
+            h = torch.tanh(torch.cat([context, y], dim=1) @ w_c.t())
+        if out_mask is not None:
+            h = h * out_mask
+        if w_proj is not None:
+            h = h @ w_proj.t()
+        logits = h @ w_out.t()
+        return (logits if b_out is None else logits + b_out), attn
+
+    def step(self, y: Tensor, pre: tuple, t: int) -> Tensor:
+        return self.attend(y, pre)[0]

