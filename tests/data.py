@@ -18,9 +18,7 @@ BIN = Path(sys.executable).parent
 
 def cli(name: str, *args, cwd=None, check: bool = True, timeout: int = 600) -> subprocess.CompletedProcess:
     """Run a fairseq console script from this environment."""
-    proc = subprocess.run(
-        [str(BIN / name), *map(str, args)], cwd=cwd, capture_output=True, text=True, timeout=timeout
-    )
+    proc = subprocess.run([str(BIN / name), *map(str, args)], cwd=cwd, capture_output=True, text=True, timeout=timeout)
     if check and proc.returncode != 0:
         raise AssertionError(f"{name} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}")
     return proc

@@ -34,3 +34,19 @@ def test_wrong_input_shapes_are_reported():
         module(torch.randn(5, 2, 3))
     with pytest.raises(ValueError, match=r"valid must have shape \(5, 2\)"):
         module(torch.randn(5, 2, 4), torch.ones(5, 3, dtype=torch.bool))
+
+
+def test_non_finite_values_stop_with_their_location():
+    import torch
+
+    module = ReversibleRNN("lstm", 4, [8, 6])
+    x = torch.randn(5, 2, 4)
+    with torch.no_grad():
+        module.weight_hh2_l1[0, 0] = float("nan")
+    with pytest.raises(FloatingPointError, match="parameter weight_hh2_l1"):
+        module(x)
+    with torch.no_grad():
+        module.weight_hh2_l1[0, 0] = 0.0
+    x[3, 1, 2] = float("inf")
+    with pytest.raises(FloatingPointError, match="input"):
+        module(x)

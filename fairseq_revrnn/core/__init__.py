@@ -1,8 +1,8 @@
 """The reversible RNN core: pure PyTorch, no fairseq import anywhere below."""
 
+from .attention import ATTENTION_TYPES, OutputHead
 from .buffer import InfoBuffer
 from .cells import GRUHalf, LSTMHalf, get_cell
-from .attention import ATTENTION_TYPES, OutputHead
 from .engine import ExactState
 from .fixed_point import RH, RZ, Forgetting, to_fixed, to_float
 from .head import StepHead

@@ -79,7 +79,16 @@ class OutputHead(StepHead):
                 parts.append(t["hidden"])
             ann = torch.cat(parts, dim=-1) if len(parts) > 1 else parts[0]
             keys = ann @ t["w_a"].t()
-        return (keys, ann, t.get("src_pad"), t.get("w_c"), t.get("out_mask"), t.get("w_proj"), t["w_out"], t.get("b_out"))
+        return (
+            keys,
+            ann,
+            t.get("src_pad"),
+            t.get("w_c"),
+            t.get("out_mask"),
+            t.get("w_proj"),
+            t["w_out"],
+            t.get("b_out"),
+        )
 
     def attend(self, y: Tensor, pre: tuple) -> tuple[Tensor, Optional[Tensor]]:
         """Logits (B, V) and attention weights (S, B) for decoder outputs ``y`` (B, H)."""

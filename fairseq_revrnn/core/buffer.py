@@ -78,7 +78,7 @@ class InfoBuffer:
         obj.ideal_bits = torch.zeros((), dtype=torch.float64, device=tensors[0].device)
         return obj
 
-    def index_select(self, order: torch.Tensor) -> "InfoBuffer":
+    def index_select(self, order: torch.Tensor) -> InfoBuffer:
         """A copy holding only the batch rows ``order`` (beam search reordering)."""
         obj = InfoBuffer.restore([t.index_select(0, order) for t in self.tensors()], self.push_steps)
         obj.ideal_bits = self.ideal_bits

@@ -462,7 +462,7 @@ class ExactState:
     ints: list[list[Tensor]]
     buffers: list[Optional[list[list[InfoBuffer]]]]
 
-    def index_select(self, order: Tensor) -> "ExactState":
+    def index_select(self, order: Tensor) -> ExactState:
         ints = [[v.index_select(0, order) for v in layer] for layer in self.ints]
         buffers = [
             None if bufs is None else [[b.index_select(order) for b in half] for half in bufs] for bufs in self.buffers

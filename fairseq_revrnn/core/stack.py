@@ -147,6 +147,7 @@ class ReversibleRNN(nn.Module):
         """
         call, h0, params = self._prepare(inputs, valid, state, return_outputs)
         call.head = head
+        self._check_finite(call, h0)
         if self.reversible:
             outs = ReversibleStackFunction.apply(call, *call.flat_inputs(h0, params))
         else:
@@ -176,6 +177,17 @@ class ReversibleRNN(nn.Module):
         reversal, plus the number of buffer overflows (see ``engine.trace_exact``)."""
         call, h0, params = self._prepare(inputs, valid, state, False)
         return trace_exact(call, h0, params)
+
+    def _check_finite(self, call: StackCall, h0: list[list[Tensor]]) -> None:
+        """Stop at a non-finite parameter, input or state: in fixed point it
+        would turn into silent garbage rather than NaN."""
+        checks = [(f"parameter {name}", p) for name, p in self.named_parameters()]
+        checks += [("input", t) for t in call.inputs.tensors() if t.is_floating_point()]
+        checks += [(f"initial state of layer {li}", v) for li, layer in enumerate(h0) for v in layer]
+        flags = torch.stack([torch.isfinite(t).all() for _, t in checks])
+        if not bool(flags.all()):
+            bad = [name for (name, _), ok in zip(checks, flags.tolist()) if not ok]
+            raise FloatingPointError(f"non-finite values in the reversible {self.cell_type} stack: {', '.join(bad)}")
 
     def _prepare(self, inputs, valid, state, return_outputs: bool):
         src = DenseInput(inputs) if isinstance(inputs, Tensor) else inputs

@@ -8,8 +8,6 @@ embedding dim) is kept for backward: only attention slices (T x B x k), token
 ids and per-sequence masks, plus the logits the loss needs.
 """
 
-from __future__ import annotations
-
 from dataclasses import dataclass, field
 from typing import Optional
 
@@ -37,7 +35,8 @@ class RevRNNConfig(FairseqDataclass):
     encoder_layers: int = field(default=1, metadata={"help": "number of encoder layers"})
     decoder_embed_dim: int = field(default=256, metadata={"help": "decoder embedding dimension"})
     decoder_hidden_size: int = field(
-        default=256, metadata={"help": "decoder hidden size (even); equals the encoder's, whose final state it starts from"}
+        default=256,
+        metadata={"help": "decoder hidden size (even); equals the encoder's, whose final state it starts from"},
     )
     decoder_layers: int = field(default=1, metadata={"help": "number of decoder layers (equals --encoder-layers)"})
     attention: ChoiceEnum(list(ATTENTION_TYPES)) = field(
@@ -100,8 +99,12 @@ class RevRNNEncoder(FairseqEncoder):
         inputs = EmbeddingInput(
             tokens, weight, self.padding_idx, word_mask(weight.shape[0], self.cfg.dropout_embed, self.training, weight)
         )
-        out = self.rnn(inputs, ~pad if bool(pad.any()) else None, return_outputs=self.attention == "hidden")
+        keep_states = self.attention == "hidden"
+        out = self.rnn(inputs, ~pad if bool(pad.any()) else None, return_outputs=keep_states)
         self.last_memory = out.memory
+        if keep_states:  # attention over every state keeps them all: count them
+            self.last_memory[-1].actual_bits += 32.0 * out.outputs.numel()
+            self.last_memory[-1].ideal_bits += 32.0 * out.outputs.numel()
         return {
             "final_state": [v for layer in out.final for v in layer],
             "slices": [out.slices] if out.slices.numel() else [],
@@ -175,7 +178,7 @@ class RevRNNDecoder(FairseqIncrementalDecoder):
             src_pad=first("src_pad") if attend else None,
         )
 
-    def _initial_state(self, encoder_out) -> list[tuple[torch.Tensor, ...]]:
+    def _initial_state(self, encoder_out) -> "list[tuple[torch.Tensor, ...]]":
         nv = self.rnn.config.nvars
         flat = encoder_out["final_state"]
         return [tuple(flat[i : i + nv]) for i in range(0, len(flat), nv)]
@@ -209,7 +212,9 @@ class RevRNNDecoder(FairseqIncrementalDecoder):
     def reorder_incremental_state(self, incremental_state, new_order):
         cached = self.get_incremental_state(incremental_state, "rnn_state")
         if cached is not None:
-            self.set_incremental_state(incremental_state, "rnn_state", {"state": cached["state"].index_select(new_order)})
+            self.set_incremental_state(
+                incremental_state, "rnn_state", {"state": cached["state"].index_select(new_order)}
+            )
 
     def max_positions(self):
         return self.cfg.max_target_positions
@@ -234,7 +239,9 @@ class RevRNNModel(FairseqEncoderDecoderModel):
         enc_embed = embedding(len(src), cfg.encoder_embed_dim, src.pad())
         if cfg.share_all_embeddings:
             if src != tgt:
-                raise ValueError("--share-all-embeddings needs a joined dictionary (fairseq-preprocess --joined-dictionary)")
+                raise ValueError(
+                    "--share-all-embeddings needs a joined dictionary (fairseq-preprocess --joined-dictionary)"
+                )
             if cfg.encoder_embed_dim != cfg.decoder_embed_dim:
                 raise ValueError("--share-all-embeddings needs --encoder-embed-dim equal to --decoder-embed-dim")
             dec_embed = enc_embed

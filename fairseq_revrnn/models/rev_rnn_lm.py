@@ -4,8 +4,6 @@ Embeddings and the output projection run inside the reversible Function, so
 training keeps token ids, buffers and masks, and the logits the loss needs.
 """
 
-from __future__ import annotations
-
 from dataclasses import dataclass, field
 from typing import Optional
 
@@ -27,7 +25,8 @@ class RevRNNLMConfig(FairseqDataclass):
     decoder_hidden_size: int = field(default=650, metadata={"help": "hidden size of every layer (even: two halves)"})
     decoder_layers: int = field(default=2, metadata={"help": "number of layers"})
     decoder_hidden_sizes: Optional[str] = field(
-        default=None, metadata={"help": "comma-separated hidden size per layer, e.g. 1150,650 (overrides the two above)"}
+        default=None,
+        metadata={"help": "comma-separated hidden size per layer, e.g. 1150,650 (overrides the two above)"},
     )
     max_forget_bits: FORGET_BITS_CHOICES = field(default="3", metadata={"help": HELP["max_forget_bits"]})
     no_forgetting: bool = field(default=False, metadata={"help": HELP["no_forgetting"]})
@@ -111,7 +110,9 @@ class RevRNNLMDecoder(FairseqIncrementalDecoder):
     def reorder_incremental_state(self, incremental_state, new_order):
         cached = self.get_incremental_state(incremental_state, "rnn_state")
         if cached is not None:
-            self.set_incremental_state(incremental_state, "rnn_state", {"state": cached["state"].index_select(new_order)})
+            self.set_incremental_state(
+                incremental_state, "rnn_state", {"state": cached["state"].index_select(new_order)}
+            )
 
     def max_positions(self):
         return self.cfg.tokens_per_sample

@@ -1,0 +1,187 @@
+"""The fairseq models and criterions, in-process: memory, losses, decoding."""
+
+import importlib
+
+import pytest
+import torch
+
+from fairseq_revrnn.core import SavedTensorMeter
+
+from .fairseq_helpers import TINY_NMT, build, sample
+
+pytest.importorskip("fairseq")
+
+
+DIMS = {48, 40, 24}  # hidden, embedding, half-hidden of TINY_NMT
+# Per-layer states, buffers and overflow words: bounded, whatever the length.
+STATE_BUDGET = 16 * 6 * 48 * 2 * 2  # 16 state-sized tensors x batch 6 x 2 layers x (encoder, decoder)
+
+
+def _forbidden(shape, lengths, batch, dims) -> bool:
+    return (
+        len(shape) == 3 and set(shape) >= {batch} and (shape[0] in lengths or shape[1] in lengths) and shape[2] in dims
+    )
+
+
+def _per_step_elements(shapes, batch: int) -> int:
+    return sum(s[0] * s[1] for s in shapes if len(s) == 2 and s[0] == batch and s[1] in DIMS)
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+@pytest.mark.parametrize("attention", ["slice", "emb", "emb+slice", "none"])
+def test_training_step_keeps_nothing_of_hidden_or_embedding_size(multi30k_bin, cell, attention):
+    extra = ["--attention-slice-dim", "6"] if "slice" in attention else []
+    task, model, criterion = build(
+        multi30k_bin, "--arch", f"rev_{cell}", *TINY_NMT, "--attention", attention, *extra,
+        "--encoder-layers", "2", "--decoder-layers", "2", "--dropout-hidden", "0.3",
+        "--criterion", "rev_label_smoothed_cross_entropy", "--label-smoothing", "0.1",
+    )  # fmt: skip
+    model.train()
+    batch = sample(task, n=6)
+    src_len, tgt_len = batch["net_input"]["src_tokens"].shape[1], batch["target"].shape[1]
+    with SavedTensorMeter(exclude=list(model.parameters())) as meter:
+        loss, _, log = criterion(model, batch)
+    loss.backward()
+    bad = [s for s in meter.shapes if _forbidden(s, {src_len, tgt_len}, 6, DIMS)]
+    assert not bad, f"saved activations of hidden/embedding size: {bad}"
+    assert _per_step_elements(meter.shapes, 6) <= STATE_BUDGET, "per-step states are being kept"
+    if "slice" in attention:
+        assert (src_len, 6, 6) in meter.shapes, "the attention slice is what the encoder keeps"
+    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in model.parameters() if p.requires_grad)
+    assert log["_mem_enc_actual"] < log["_mem_enc_naive"]
+
+
+def test_ordinary_mode_does_keep_them(multi30k_bin):
+    task, model, criterion = build(
+        multi30k_bin, "--arch", "rev_lstm", *TINY_NMT, "--attention-slice-dim", "6", "--no-reversible",
+        "--encoder-layers", "2", "--decoder-layers", "2", "--criterion", "rev_cross_entropy",
+    )  # fmt: skip
+    batch = sample(task, n=6)
+    with SavedTensorMeter(exclude=list(model.parameters())) as meter:
+        loss, _, log = criterion(model, batch)
+    assert _per_step_elements(meter.shapes, 6) > STATE_BUDGET
+    assert log["_mem_enc_actual"] == log["_mem_enc_naive"]
+
+
+def test_hidden_attention_keeps_encoder_states_as_documented(multi30k_bin):
+    task, model, criterion = build(
+        multi30k_bin, "--arch", "rev_lstm", *TINY_NMT, "--attention", "hidden", "--criterion", "rev_cross_entropy"
+    )
+    batch = sample(task, n=6)
+    with SavedTensorMeter(exclude=list(model.parameters())) as meter:
+        criterion(model, batch)[0].backward()
+    assert (batch["net_input"]["src_tokens"].shape[1], 6, 48) in meter.shapes
+
+
+@pytest.mark.parametrize(
+    "rev, ref, extra",
+    [
+        ("rev_cross_entropy", "cross_entropy", []),
+        ("rev_label_smoothed_cross_entropy", "label_smoothed_cross_entropy", ["--label-smoothing", "0.1"]),
+    ],
+)
+def test_criterions_compute_fairseqs_loss(multi30k_bin, rev, ref, extra):
+    from fairseq import criterions
+
+    task, model, criterion = build(multi30k_bin, "--arch", "rev_gru", *TINY_NMT, "--criterion", rev, *extra)
+    model.eval()
+    reference = criterions.CRITERION_REGISTRY[ref](task, **_criterion_kwargs(criterion))
+    batch = sample(task)
+    with torch.no_grad():
+        ours, size_a, log_a = criterion(model, batch)
+        theirs, size_b, log_b = reference(model, batch)
+    assert torch.equal(ours, theirs) and size_a == size_b
+    assert {k: v for k, v in log_a.items() if not k.startswith("_mem_")} == log_b
+    assert {"_mem_enc_naive", "_mem_dec_actual", "_mem_dec_ideal"} <= set(log_a)
+
+
+def _criterion_kwargs(criterion):
+    kwargs = {"sentence_avg": criterion.sentence_avg}
+    if hasattr(criterion, "eps"):
+        kwargs.update(label_smoothing=criterion.eps)
+    return kwargs
+
+
+@pytest.mark.parametrize("arch, attention", [("rev_lstm", "emb+slice"), ("rev_gru", "hidden"), ("rev_lstm", "none")])
+def test_greedy_incremental_decoding_matches_full_forward(multi30k_bin, arch, attention):
+    from fairseq.sequence_generator import SequenceGenerator
+
+    extra = ["--attention-slice-dim", "5"] if "slice" in attention else []
+    task, model, _ = build(
+        multi30k_bin, "--arch", arch, *TINY_NMT, "--attention", attention, *extra, "--encoder-layers", "2",
+        "--decoder-layers", "2",
+    )  # fmt: skip
+    model.eval()
+    tgt = task.target_dictionary
+    generator = SequenceGenerator([model], tgt, beam_size=1, max_len_a=0, max_len_b=12)
+    checked = 0
+    for i in range(5):
+        one = sample(task, n=1, start=i)
+        hyp = generator.generate([model], one)[0][0]["tokens"]
+        prev = torch.cat([hyp.new_tensor([tgt.eos()]), hyp[:-1]]).unsqueeze(0)
+        with torch.no_grad():
+            logits, _ = model(one["net_input"]["src_tokens"], one["net_input"]["src_lengths"], prev)
+        lprobs = torch.log_softmax(logits[0].float(), -1)
+        lprobs[:, tgt.pad()] = float("-inf")
+        lprobs[0, tgt.eos()] = float("-inf")  # min_len = 1
+        full = lprobs.argmax(-1)
+        steps = len(hyp) if hyp[-1] != tgt.eos() or len(hyp) <= 12 else len(hyp) - 1
+        assert torch.equal(full[:steps], hyp[:steps]), (full, hyp)
+        checked += steps
+    assert checked >= 10
+
+
+def test_lm_forward_and_memory_names(ptb_bin):
+    task, model, criterion = build(
+        ptb_bin, "--arch", "rev_lstm_lm", "--decoder-embed-dim", "32", "--decoder-hidden-sizes", "48,32",
+        "--share-decoder-input-output-embed", "--tokens-per-sample", "30", "--criterion", "rev_cross_entropy",
+        task="language_modeling",
+    )  # fmt: skip
+    batch = sample(task, n=4)
+    loss, _, log = criterion(model, batch)
+    loss.backward()
+    assert set(k for k in log if k.startswith("_mem_")) == {"_mem_lm_naive", "_mem_lm_actual", "_mem_lm_ideal"}
+    assert model.decoder.embed_tokens.weight.grad.abs().sum() > 0
+
+
+def test_memory_metrics_are_derived_with_the_documented_names():
+    from fairseq.logging import metrics
+
+    from fairseq_revrnn.criterions.rev_cross_entropy import RevCrossEntropyCriterion
+
+    logs = [
+        {"loss": 2.0, "ntokens": 10, "sample_size": 10, "nsentences": 2,
+         "_mem_enc_naive": 640.0, "_mem_enc_actual": 64.0, "_mem_enc_ideal": 32.0,
+         "_mem_dec_naive": 1280.0, "_mem_dec_actual": 128.0, "_mem_dec_ideal": 40.0},
+    ]  # fmt: skip
+    with metrics.aggregate() as agg:
+        RevCrossEntropyCriterion.reduce_metrics(logs)
+        values = agg.get_smoothed_values()
+    assert values["mem_savings"] == 10.0
+    assert values["mem_savings_ideal"] == round(1920 / 72, 2)
+    assert values["enc_mem_savings"] == 10.0 and values["dec_mem_savings"] == 10.0
+    assert not any(k.startswith("_mem") for k in values)
+
+
+def test_importing_the_plugin_twice_registers_nothing_twice():
+    import fairseq_revrnn.criterions.rev_cross_entropy as crit
+    import fairseq_revrnn.models.rev_rnn as nmt
+    import fairseq_revrnn.models.rev_rnn_lm as lm
+
+    for module in (nmt, lm, crit):
+        importlib.reload(module)
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--attention-slice-dim", "30"], r"--attention-slice-dim must be in 1\.\.24"),
+        (["--attention", "emb", "--attention-slice-dim", "4"], "--attention-slice-dim is only used with"),
+        (["--encoder-hidden-size", "47", "--decoder-hidden-size", "47"], "--encoder-hidden-size must be an even"),
+        (["--decoder-layers", "2"], "--decoder-layers/--decoder-hidden-size must equal"),
+    ],
+)
+def test_bad_model_options_name_the_option(multi30k_bin, extra, message):
+    args = ["--encoder-embed-dim", "40", "--decoder-embed-dim", "40", "--encoder-hidden-size", "48"]
+    with pytest.raises(ValueError, match=message):
+        build(multi30k_bin, "--arch", "rev_lstm", *args, *extra)
