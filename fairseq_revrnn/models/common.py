@@ -6,9 +6,10 @@ from typing import Optional
 
 import torch
 from fairseq.dataclass import ChoiceEnum
+from fairseq.models import FairseqIncrementalDecoder
 from torch import nn
 
-from ..core import ReversibleRNN, total
+from ..core import EmbeddingInput, OutputHead, ReversibleRNN, total
 from ..core.fixed_point import RZ
 from ..core.memory import MemoryStats
 
@@ -77,3 +78,57 @@ def word_mask(num_words: int, p: float, training: bool, like: torch.Tensor) -> O
 
 def memory_sum(stats: list[MemoryStats]) -> MemoryStats:
     return total(stats) if stats else MemoryStats()
+
+
+class ReversibleDecoder(FairseqIncrementalDecoder):
+    """What the translation decoder and the language model share: embedded
+    token inputs, the output projection (optionally tied), and incremental
+    decoding that carries the stack's exact state (and buffers) across steps."""
+
+    def __init__(self, cfg, dictionary, embed_tokens: nn.Embedding, rnn: ReversibleRNN):
+        super().__init__(dictionary)
+        self.cfg = cfg
+        self.padding_idx = dictionary.pad()
+        self.embed_tokens = embed_tokens
+        self.rnn = rnn
+        top, embed_dim = rnn.hidden_size, embed_tokens.embedding_dim
+        tie = cfg.share_decoder_input_output_embed
+        self.out_proj = uniform_parameter(embed_dim, top) if tie and top != embed_dim else None
+        self.out_weight = None if tie else uniform_parameter(len(dictionary), top)
+        self.out_bias = nn.Parameter(torch.zeros(len(dictionary)))
+        self.last_memory: list[MemoryStats] = []
+
+    def output_tensors(self) -> dict:
+        """The output projection's tensors, by :class:`OutputHead` slot."""
+        weight = self.embed_tokens.weight if self.out_weight is None else self.out_weight
+        return {"w_out": weight, "b_out": self.out_bias, "w_proj": self.out_proj}
+
+    def inputs(self, tokens: torch.Tensor) -> EmbeddingInput:
+        """Embedded (time, batch) tokens, with embedding dropout while training."""
+        weight = self.embed_tokens.weight
+        mask = word_mask(weight.shape[0], self.cfg.dropout_embed, self.training, weight)
+        return EmbeddingInput(tokens, weight, self.padding_idx, mask)
+
+    def advance(self, tokens: torch.Tensor, incremental_state, initial=None) -> torch.Tensor:
+        """Run the newest tokens (batch, 1) from the cached exact state; return (1, batch, H)."""
+        cached = self.get_incremental_state(incremental_state, "rnn_state")
+        state = None if cached is None else cached["state"]
+        outputs, state = self.rnn.advance(self.inputs(tokens.t()), state=state, initial=None if state else initial)
+        self.set_incremental_state(incremental_state, "rnn_state", {"state": state})
+        return outputs
+
+    @staticmethod
+    def attend(head: OutputHead, y: torch.Tensor):
+        with torch.no_grad():
+            return head.attend(y, head.precompute(*head.tensors()))
+
+    def reorder_incremental_state(self, incremental_state, new_order):
+        cached = self.get_incremental_state(incremental_state, "rnn_state")
+        if cached is not None:
+            reordered = {"state": cached["state"].index_select(new_order)}
+            self.set_incremental_state(incremental_state, "rnn_state", reordered)
+
+
+def uniform_parameter(*shape: int) -> nn.Parameter:
+    """A new parameter drawn from U(-0.1, 0.1), fairseq's usual RNN initialisation."""
+    return nn.Parameter(torch.empty(*shape).uniform_(-0.1, 0.1))

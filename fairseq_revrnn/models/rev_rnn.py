@@ -13,7 +13,7 @@ from typing import Optional
 
 import torch
 from fairseq.dataclass import ChoiceEnum, FairseqDataclass
-from fairseq.models import FairseqEncoder, FairseqEncoderDecoderModel, FairseqIncrementalDecoder
+from fairseq.models import FairseqEncoder, FairseqEncoderDecoderModel
 from fairseq.utils import safe_getattr
 from torch import nn
 
@@ -21,7 +21,18 @@ from .. import registry
 from ..core import EmbeddingInput, OutputHead
 from ..core.attention import ATTENTION_TYPES, uses_embeddings, uses_slice
 from ..core.dropout import variational_mask
-from .common import CELL_CHOICES, FORGET_BITS_CHOICES, HELP, build_stack, check_even, embedding, memory_sum, word_mask
+from .common import (
+    CELL_CHOICES,
+    FORGET_BITS_CHOICES,
+    HELP,
+    ReversibleDecoder,
+    build_stack,
+    check_even,
+    embedding,
+    memory_sum,
+    uniform_parameter,
+    word_mask,
+)
 
 DEFAULT_SLICE_DIM = 20
 DECODER_CHUNK = 1  # one step per input projection, so incremental decoding matches a full pass exactly
@@ -125,96 +136,48 @@ class RevRNNEncoder(FairseqEncoder):
         return self.cfg.max_source_positions
 
 
-class RevRNNDecoder(FairseqIncrementalDecoder):
+class RevRNNDecoder(ReversibleDecoder):
     def __init__(self, cfg, dictionary, embed_tokens: nn.Embedding, src_padding_idx: int):
-        super().__init__(dictionary)
-        self.cfg = cfg
-        self.padding_idx = dictionary.pad()
-        self.src_padding_idx = src_padding_idx
-        self.embed_tokens = embed_tokens
-        self.attention = str(cfg.attention)
         hidden = cfg.decoder_hidden_size
-        self.rnn = build_stack(cfg, cfg.decoder_embed_dim, [hidden] * cfg.decoder_layers, 0, chunk_size=DECODER_CHUNK)
+        rnn = build_stack(cfg, cfg.decoder_embed_dim, [hidden] * cfg.decoder_layers, 0, chunk_size=DECODER_CHUNK)
+        super().__init__(cfg, dictionary, embed_tokens, rnn)
+        self.src_padding_idx = src_padding_idx
+        self.attention = str(cfg.attention)
         if self.attention != "none":
             ann = _slice_dim(cfg) + (cfg.encoder_embed_dim if uses_embeddings(self.attention) else 0)
             ann += cfg.encoder_hidden_size if self.attention == "hidden" else 0
-            self.attn_in = nn.Parameter(torch.empty(hidden, ann))
-            self.attn_out = nn.Parameter(torch.empty(hidden, ann + hidden))
-            nn.init.uniform_(self.attn_in, -0.1, 0.1)
-            nn.init.uniform_(self.attn_out, -0.1, 0.1)
-        tie = cfg.share_decoder_input_output_embed
-        if tie and hidden != cfg.decoder_embed_dim:
-            self.out_proj = nn.Parameter(torch.empty(cfg.decoder_embed_dim, hidden))
-            nn.init.uniform_(self.out_proj, -0.1, 0.1)
-        else:
-            self.out_proj = None
-        if tie:
-            self.out_weight = None
-        else:
-            self.out_weight = nn.Parameter(torch.empty(len(dictionary), hidden))
-            nn.init.uniform_(self.out_weight, -0.1, 0.1)
-        self.out_bias = nn.Parameter(torch.zeros(len(dictionary)))
-        self.last_memory = []
+            self.attn_in = uniform_parameter(hidden, ann)
+            self.attn_out = uniform_parameter(hidden, ann + hidden)
 
     def _head(self, encoder_out, batch: int) -> OutputHead:
-        attend = self.attention != "none"
-        weight = self.embed_tokens.weight
-        out_mask = variational_mask((batch, self.cfg.decoder_hidden_size), self.cfg.dropout_out, weight) if (
-            self.training and attend
-        ) else None  # fmt: skip
-        first = lambda key: encoder_out[key][0] if encoder_out[key] else None  # noqa: E731
-        return OutputHead(
-            self.src_padding_idx,
-            w_out=weight if self.out_weight is None else self.out_weight,
-            b_out=self.out_bias,
-            w_proj=self.out_proj,
-            out_mask=out_mask,
-            w_a=self.attn_in if attend else None,
-            w_c=self.attn_out if attend else None,
-            hidden=first("hidden") if attend else None,
-            slices=first("slices") if attend else None,
-            src_embed=first("src_embed") if attend else None,
-            src_tokens=first("src_tokens") if attend else None,
-            src_pad=first("src_pad") if attend else None,
-        )
+        tensors = self.output_tensors()
+        if self.attention != "none":
+            weight = self.embed_tokens.weight
+            if self.training:
+                tensors["out_mask"] = variational_mask(
+                    (batch, self.cfg.decoder_hidden_size), self.cfg.dropout_out, weight
+                )
+            tensors.update(w_a=self.attn_in, w_c=self.attn_out)
+            for key in ("hidden", "slices", "src_embed", "src_tokens", "src_pad"):
+                tensors[key] = encoder_out[key][0] if encoder_out[key] else None
+        return OutputHead(self.src_padding_idx, **tensors)
 
     def _initial_state(self, encoder_out) -> "list[tuple[torch.Tensor, ...]]":
         nv = self.rnn.config.nvars
         flat = encoder_out["final_state"]
         return [tuple(flat[i : i + nv]) for i in range(0, len(flat), nv)]
 
-    def _inputs(self, tokens: torch.Tensor) -> EmbeddingInput:
-        weight = self.embed_tokens.weight
-        mask = word_mask(weight.shape[0], self.cfg.dropout_embed, self.training, weight)
-        return EmbeddingInput(tokens, weight, self.padding_idx, mask)
-
     def forward(self, prev_output_tokens, encoder_out=None, incremental_state=None, **kwargs):
         if incremental_state is not None:
-            return self._forward_incremental(prev_output_tokens[:, -1:], encoder_out, incremental_state)
+            tokens = prev_output_tokens[:, -1:]
+            outputs = self.advance(tokens, incremental_state, self._initial_state(encoder_out))
+            logits, attn = self.attend(self._head(encoder_out, tokens.shape[0]), outputs[0])
+            return logits.unsqueeze(1), {"attn": None if attn is None else [attn.t().unsqueeze(1)]}
         tokens = prev_output_tokens.t()
         head = self._head(encoder_out, tokens.shape[1])
-        out = self.rnn(self._inputs(tokens), None, self._initial_state(encoder_out), head=head)
+        out = self.rnn(self.inputs(tokens), None, self._initial_state(encoder_out), head=head)
         self.last_memory = out.memory
         return out.outputs.transpose(0, 1), {"attn": None}
-
-    def _forward_incremental(self, tokens, encoder_out, incremental_state):
-        cached = self.get_incremental_state(incremental_state, "rnn_state")
-        state = None if cached is None else cached["state"]
-        initial = self._initial_state(encoder_out) if state is None else None
-        outputs, state = self.rnn.advance(self._inputs(tokens.t()), state=state, initial=initial)
-        self.set_incremental_state(incremental_state, "rnn_state", {"state": state})
-        head = self._head(encoder_out, tokens.shape[0])
-        with torch.no_grad():
-            logits, attn = head.attend(outputs[0], head.precompute(*head.tensors()))
-        attn = None if attn is None else [attn.t().unsqueeze(1)]
-        return logits.unsqueeze(1), {"attn": attn}
-
-    def reorder_incremental_state(self, incremental_state, new_order):
-        cached = self.get_incremental_state(incremental_state, "rnn_state")
-        if cached is not None:
-            self.set_incremental_state(
-                incremental_state, "rnn_state", {"state": cached["state"].index_select(new_order)}
-            )
 
     def max_positions(self):
         return self.cfg.max_target_positions

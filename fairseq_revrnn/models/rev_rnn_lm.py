@@ -7,15 +7,22 @@ training keeps token ids, buffers and masks, and the logits the loss needs.
 from dataclasses import dataclass, field
 from typing import Optional
 
-import torch
 from fairseq.dataclass import FairseqDataclass
-from fairseq.models import FairseqIncrementalDecoder, FairseqLanguageModel
+from fairseq.models import FairseqLanguageModel
 from fairseq.utils import safe_getattr
-from torch import nn
 
 from .. import registry
-from ..core import EmbeddingInput, OutputHead
-from .common import CELL_CHOICES, FORGET_BITS_CHOICES, HELP, build_stack, check_even, embedding, memory_sum, word_mask
+from ..core import OutputHead
+from .common import (
+    CELL_CHOICES,
+    FORGET_BITS_CHOICES,
+    HELP,
+    ReversibleDecoder,
+    build_stack,
+    check_even,
+    embedding,
+    memory_sum,
+)
 
 
 @dataclass
@@ -56,63 +63,23 @@ def _hidden_sizes(cfg) -> list[int]:
     return sizes
 
 
-class RevRNNLMDecoder(FairseqIncrementalDecoder):
+class RevRNNLMDecoder(ReversibleDecoder):
     def __init__(self, cfg, dictionary):
-        super().__init__(dictionary)
-        self.cfg = cfg
-        self.padding_idx = dictionary.pad()
-        sizes = _hidden_sizes(cfg)
-        self.embed_tokens = embedding(len(dictionary), cfg.decoder_embed_dim, self.padding_idx)
-        self.rnn = build_stack(cfg, cfg.decoder_embed_dim, sizes, 0, chunk_size=16)
-        top = sizes[-1]
-        tie = cfg.share_decoder_input_output_embed
-        self.out_proj = None
-        if tie and top != cfg.decoder_embed_dim:
-            self.out_proj = nn.Parameter(torch.empty(cfg.decoder_embed_dim, top))
-            nn.init.uniform_(self.out_proj, -0.1, 0.1)
-        self.out_weight = None
-        if not tie:
-            self.out_weight = nn.Parameter(torch.empty(len(dictionary), top))
-            nn.init.uniform_(self.out_weight, -0.1, 0.1)
-        self.out_bias = nn.Parameter(torch.zeros(len(dictionary)))
-        self.last_memory = []
-
-    def _head(self) -> OutputHead:
-        weight = self.embed_tokens.weight
-        return OutputHead(
-            w_out=weight if self.out_weight is None else self.out_weight, b_out=self.out_bias, w_proj=self.out_proj
+        embed_tokens = embedding(len(dictionary), cfg.decoder_embed_dim, dictionary.pad())
+        super().__init__(
+            cfg, dictionary, embed_tokens, build_stack(cfg, cfg.decoder_embed_dim, _hidden_sizes(cfg), 0, 16)
         )
 
-    def _inputs(self, tokens: torch.Tensor) -> EmbeddingInput:
-        weight = self.embed_tokens.weight
-        mask = word_mask(weight.shape[0], self.cfg.dropout_embed, self.training, weight)
-        return EmbeddingInput(tokens, weight, self.padding_idx, mask)
-
     def forward(self, src_tokens, src_lengths=None, incremental_state=None, **kwargs):
+        head = OutputHead(**self.output_tensors())
         if incremental_state is not None:
-            return self._forward_incremental(src_tokens[:, -1:], incremental_state)
+            logits, _ = self.attend(head, self.advance(src_tokens[:, -1:], incremental_state)[0])
+            return logits.unsqueeze(1), {"attn": None}
         tokens = src_tokens.t()
         pad = tokens.eq(self.padding_idx)
-        out = self.rnn(self._inputs(tokens), ~pad if bool(pad.any()) else None, head=self._head())
+        out = self.rnn(self.inputs(tokens), ~pad if bool(pad.any()) else None, head=head)
         self.last_memory = out.memory
         return out.outputs.transpose(0, 1), {"attn": None}
-
-    def _forward_incremental(self, tokens, incremental_state):
-        cached = self.get_incremental_state(incremental_state, "rnn_state")
-        state = None if cached is None else cached["state"]
-        outputs, state = self.rnn.advance(self._inputs(tokens.t()), state=state)
-        self.set_incremental_state(incremental_state, "rnn_state", {"state": state})
-        head = self._head()
-        with torch.no_grad():
-            logits, _ = head.attend(outputs[0], head.precompute(*head.tensors()))
-        return logits.unsqueeze(1), {"attn": None}
-
-    def reorder_incremental_state(self, incremental_state, new_order):
-        cached = self.get_incremental_state(incremental_state, "rnn_state")
-        if cached is not None:
-            self.set_incremental_state(
-                incremental_state, "rnn_state", {"state": cached["state"].index_select(new_order)}
-            )
 
     def max_positions(self):
         return self.cfg.tokens_per_sample

@@ -1,0 +1,162 @@
+#!/usr/bin/env python
+"""rev_lstm_multi30k against fairseq's own lstm of matching size on Multi30K.
+
+Both models train for the same number of updates with the same optimiser and
+batches, through the real fairseq CLIs; then the script reports, side by side:
+words per second (and the ratio), validation perplexity, test BLEU
+(test_2016_flickr, beam 5, sacrebleu on the tokenised lowercased text), the
+memory savings our criterion logged, and the bytes autograd saves for backward
+in one training step of each model on the same batch.
+
+    .venv/bin/python scripts/compare_multi30k.py --data-dir ../shared/data/multi30k --updates 300
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import sacrebleu
+import torch
+from tqdm import tqdm
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from multi30k import locate, write_plain  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+PLUGIN = REPO / "fairseq_revrnn"
+BIN = Path(sys.executable).parent
+
+SHARED = [
+    "--optimizer", "adam", "--lr", "0.001", "--clip-norm", "5", "--batch-size", "64", "--max-tokens", "4000",
+    "--num-workers", "0", "--log-format", "json", "--log-interval", "25", "--seed", "1",
+    "--no-epoch-checkpoints", "--label-smoothing", "0.1",
+]  # fmt: skip
+MODELS = {
+    "rev_lstm_multi30k": ["--user-dir", PLUGIN, "--arch", "rev_lstm_multi30k", "--criterion", "rev_label_smoothed_cross_entropy"],
+    "lstm": [
+        "--arch", "lstm", "--criterion", "label_smoothed_cross_entropy",
+        "--encoder-embed-dim", "300", "--encoder-hidden-size", "300", "--encoder-layers", "1",
+        "--decoder-embed-dim", "300", "--decoder-hidden-size", "300", "--decoder-layers", "1",
+        "--decoder-out-embed-dim", "300", "--encoder-dropout-in", "0.4", "--encoder-dropout-out", "0.4",
+        "--decoder-dropout-in", "0.4", "--decoder-dropout-out", "0.4",
+    ],
+}  # fmt: skip
+
+
+def run(name: str, *args, log: Path) -> str:
+    with open(log, "a", encoding="utf-8") as out:
+        proc = subprocess.run([str(BIN / name), *map(str, args)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        out.write(proc.stdout)
+    if proc.returncode != 0:
+        raise SystemExit(f"{name} failed; see {log}")
+    return proc.stdout
+
+
+def last_json(output: str, tag: str) -> dict:
+    lines = [line for line in output.splitlines() if f"| {tag} |" in line]
+    return json.loads(lines[-1].split(f"| {tag} | ", 1)[1]) if lines else {}
+
+
+def bleu(output: str) -> float:
+    hyps, refs = {}, {}
+    for line in output.splitlines():
+        if line.startswith("H-"):
+            hyps[int(line.split("\t")[0][2:])] = line.split("\t")[2]
+        elif line.startswith("T-"):
+            refs[int(line.split("\t")[0][2:])] = line.split("\t")[1]
+    order = sorted(refs)
+    return sacrebleu.corpus_bleu([hyps[i] for i in order], [[refs[i] for i in order]]).score
+
+
+def saved_bytes(checkpoint: Path, data: Path) -> int:
+    """Bytes autograd keeps for one training step on the first training batch."""
+    import fairseq_revrnn  # noqa: F401  (registers the models and the checkpoint allow-list)
+    from fairseq import checkpoint_utils
+
+    from fairseq_revrnn.core import SavedTensorMeter
+
+    models, cfg, task = checkpoint_utils.load_model_ensemble_and_task(
+        [str(checkpoint)], arg_overrides={"data": str(data)}
+    )
+    model = models[0].train()
+    criterion = task.build_criterion(cfg.criterion)
+    task.load_dataset("train")
+    batches = task.get_batch_iterator(task.dataset("train"), max_tokens=4000, max_sentences=64, seed=1)
+    batch = next(iter(batches.next_epoch_itr(shuffle=False)))
+    with SavedTensorMeter(exclude=list(model.parameters())) as meter:
+        loss = criterion(model, batch)[0]
+    loss.backward()
+    return meter.bytes
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data-dir", help="Multi30K task-1 files (default: $MULTI30K_DIR)")
+    parser.add_argument("--updates", type=int, default=300)
+    parser.add_argument("--workdir", default="runs/compare_multi30k")
+    args = parser.parse_args()
+    work = Path(args.workdir)
+    work.mkdir(parents=True, exist_ok=True)
+    log = work / "log.txt"
+    data = work / "data-bin"
+    stages = tqdm(total=1 + 4 * len(MODELS), desc="compare_multi30k")
+    if not (data / "dict.de.txt").exists():
+        raw = write_plain(locate(args.data_dir), work / "raw")
+        run(
+            "fairseq-preprocess", "--source-lang", "en", "--target-lang", "de", "--trainpref", raw / "train",
+            "--validpref", raw / "val", "--testpref", raw / "test_2016_flickr", "--destdir", data,
+            "--thresholdsrc", "2", "--thresholdtgt", "2", "--workers", "2", log=log,
+        )  # fmt: skip
+    stages.update()
+    results = {}
+    for name, model_args in MODELS.items():
+        save = work / name
+        out = run(
+            "fairseq-train", data, *model_args, *SHARED, "--max-update", args.updates, "--save-dir", save,
+            "--restore-file", "/nonexistent", log=log,
+        )  # fmt: skip
+        stages.update()
+        train, valid = last_json(out, "train"), last_json(out, "valid")
+        gen = run(
+            "fairseq-generate", data, "--user-dir", PLUGIN, "--path", save / "checkpoint_last.pt",
+            "--gen-subset", "test", "--beam", "5", "--batch-size", "64", "--required-batch-size-multiple", "1",
+            log=log,
+        )  # fmt: skip
+        stages.update()
+        results[name] = {
+            "wps": float(train["train_wps"]),
+            "valid_ppl": float(valid["valid_ppl"]),
+            "test_bleu": bleu(gen),
+            "mem_savings": train.get("train_mem_savings"),
+            "mem_savings_ideal": train.get("train_mem_savings_ideal"),
+            "enc_mem_savings": train.get("train_enc_mem_savings"),
+            "dec_mem_savings": train.get("train_dec_mem_savings"),
+        }
+        stages.update()
+        results[name]["saved_bytes"] = saved_bytes(save / "checkpoint_last.pt", data)
+        stages.update()
+    stages.close()
+    (work / "results.json").write_text(json.dumps(results, indent=2))
+    ours, theirs = results["rev_lstm_multi30k"], results["lstm"]
+    print(f"Multi30K en-de, {args.updates} updates each, torch {torch.__version__}, {torch.get_num_threads()} threads")
+    print("| model | words/s | valid ppl | test BLEU | mem savings (enc / dec / all) | ideal | saved MB per step |")
+    print("|---|---|---|---|---|---|---|")
+    for name, r in results.items():
+        mem = "-" if r["mem_savings"] is None else f"{r['enc_mem_savings']} / {r['dec_mem_savings']} / {r['mem_savings']}"
+        ideal = r["mem_savings_ideal"] or "-"
+        print(
+            f"| {name} | {r['wps']:.0f} | {r['valid_ppl']:.2f} | {r['test_bleu']:.2f} | {mem} | {ideal} "
+            f"| {r['saved_bytes'] / 2**20:.1f} |"
+        )
+    print(
+        f"words/s ratio (rev/lstm): {ours['wps'] / theirs['wps']:.2f}x, "
+        f"saved-bytes reduction: {theirs['saved_bytes'] / ours['saved_bytes']:.1f}x"
+    )
+
+
+if __name__ == "__main__":
+    main()
