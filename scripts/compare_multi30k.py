@@ -36,7 +36,9 @@ SHARED = [
     "--no-epoch-checkpoints", "--label-smoothing", "0.1",
 ]  # fmt: skip
 MODELS = {
-    "rev_lstm_multi30k": ["--user-dir", PLUGIN, "--arch", "rev_lstm_multi30k", "--criterion", "rev_label_smoothed_cross_entropy"],
+    "rev_lstm_multi30k": [
+        "--user-dir", PLUGIN, "--arch", "rev_lstm_multi30k", "--criterion", "rev_label_smoothed_cross_entropy",
+    ],
     "lstm": [
         "--arch", "lstm", "--criterion", "label_smoothed_cross_entropy",
         "--encoder-embed-dim", "300", "--encoder-hidden-size", "300", "--encoder-layers", "1",
@@ -49,7 +51,9 @@ MODELS = {
 
 def run(name: str, *args, log: Path) -> str:
     with open(log, "a", encoding="utf-8") as out:
-        proc = subprocess.run([str(BIN / name), *map(str, args)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        proc = subprocess.run(
+            [str(BIN / name), *map(str, args)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        )
         out.write(proc.stdout)
     if proc.returncode != 0:
         raise SystemExit(f"{name} failed; see {log}")
@@ -74,9 +78,9 @@ def bleu(output: str) -> float:
 
 def saved_bytes(checkpoint: Path, data: Path) -> int:
     """Bytes autograd keeps for one training step on the first training batch."""
-    import fairseq_revrnn  # noqa: F401  (registers the models and the checkpoint allow-list)
     from fairseq import checkpoint_utils
 
+    import fairseq_revrnn  # noqa: F401  (registers the models and the checkpoint allow-list)
     from fairseq_revrnn.core import SavedTensorMeter
 
     models, cfg, task = checkpoint_utils.load_model_ensemble_and_task(
@@ -104,6 +108,7 @@ def main() -> None:
     log = work / "log.txt"
     data = work / "data-bin"
     stages = tqdm(total=1 + 4 * len(MODELS), desc="compare_multi30k")
+    print(f"fairseq's own progress and logs: tail -f {log}", file=sys.stderr)
     if not (data / "dict.de.txt").exists():
         raw = write_plain(locate(args.data_dir), work / "raw")
         run(
@@ -146,7 +151,9 @@ def main() -> None:
     print("| model | words/s | valid ppl | test BLEU | mem savings (enc / dec / all) | ideal | saved MB per step |")
     print("|---|---|---|---|---|---|---|")
     for name, r in results.items():
-        mem = "-" if r["mem_savings"] is None else f"{r['enc_mem_savings']} / {r['dec_mem_savings']} / {r['mem_savings']}"
+        mem = (
+            "-" if r["mem_savings"] is None else f"{r['enc_mem_savings']} / {r['dec_mem_savings']} / {r['mem_savings']}"
+        )
         ideal = r["mem_savings_ideal"] or "-"
         print(
             f"| {name} | {r['wps']:.0f} | {r['valid_ppl']:.2f} | {r['test_bleu']:.2f} | {mem} | {ideal} "

@@ -62,6 +62,8 @@ class OutputHead(StepHead):
         self._names = [n for n in _SLOTS if named.get(n) is not None]
         self.padding_idx = src_embed_padding_idx
         super().__init__([named[n] for n in self._names])
+        bias = self._names.index("b_out") if "b_out" in self._names else None
+        self.linear_slots = (self._names.index("w_out"), bias)
 
     def stored_bits(self) -> int:
         return 0
@@ -79,20 +81,12 @@ class OutputHead(StepHead):
                 parts.append(t["hidden"])
             ann = torch.cat(parts, dim=-1) if len(parts) > 1 else parts[0]
             keys = ann @ t["w_a"].t()
-        return (
-            keys,
-            ann,
-            t.get("src_pad"),
-            t.get("w_c"),
-            t.get("out_mask"),
-            t.get("w_proj"),
-            t["w_out"],
-            t.get("b_out"),
-        )
+        return keys, ann, t.get("src_pad"), t.get("w_c"), t.get("out_mask"), t.get("w_proj")
 
-    def attend(self, y: Tensor, pre: tuple) -> tuple[Tensor, Optional[Tensor]]:
-        """Logits (B, V) and attention weights (S, B) for decoder outputs ``y`` (B, H)."""
-        keys, ann, src_pad, w_c, out_mask, w_proj, w_out, b_out = pre
+    def features(self, y: Tensor, pre: tuple) -> tuple[Tensor, Optional[Tensor]]:
+        """Inputs of the output projection (B, D) and attention weights (S, B)
+        for the top decoder outputs ``y`` (B, H)."""
+        keys, ann, src_pad, w_c, out_mask, w_proj = pre
         attn = None
         h = y
         if keys is not None:
@@ -106,8 +100,14 @@ class OutputHead(StepHead):
             h = h * out_mask
         if w_proj is not None:
             h = h @ w_proj.t()
-        logits = h @ w_out.t()
-        return (logits if b_out is None else logits + b_out), attn
+        return h, attn
 
     def step(self, y: Tensor, pre: tuple, t: int) -> Tensor:
-        return self.attend(y, pre)[0]
+        return self.features(y, pre)[0]
+
+    def attend(self, y: Tensor) -> tuple[Tensor, Optional[Tensor]]:
+        """Logits (B, V) and attention weights (S, B) for one step, without
+        autograd (incremental decoding)."""
+        with torch.no_grad():
+            h, attn = self.features(y, self.precompute(*self.tensors()))
+            return self.apply_linear(h), attn

@@ -318,6 +318,8 @@ def _run_and_record(call: StackCall, layers: list[_Layer]) -> tuple[Tensor, Tens
     _walk_forward(call, layers, record)
     device = layers[0].w_ih.device
     out = torch.stack(outputs) if outputs else torch.empty((0,), dtype=call.dtype, device=device)
+    if call.head is not None:
+        out = call.head.apply_linear(out)
     sl = torch.stack(slices) if slices else torch.empty((0,), dtype=call.slice_dtype, device=device)
     return out, sl
 
@@ -341,8 +343,32 @@ class _Grads:
         self.params = [torch.zeros_like(p) for p in params]
         self.w_eff = [[torch.zeros_like(w) for w in layer.w_hh] for layer in layers]
         self.inputs = call.inputs.grad_buffers()
+        self.head_out = self.head_features = None
         if call.head is not None:
             call.head.begin_backward(needs_head)
+
+    def start_head(self, call: StackCall, grad_out: Optional[Tensor]) -> None:
+        """Gradients w.r.t. the head's per-step outputs, through its final linear
+        layer for all steps at once; room to recompute the steps' features."""
+        head = call.head
+        lin = head.linear()
+        if grad_out is None:
+            lin_out = lin[0].shape[0] if lin is not None else 0
+            grad_out = torch.zeros((call.steps, call.batch, lin_out), dtype=call.dtype, device=self.params[0].device)
+        self.grad_out = grad_out
+        self.head_out = grad_out if lin is None else grad_out @ lin[0]
+        if lin is not None:
+            self.head_features = torch.empty_like(self.head_out)
+
+    def finish_head(self, call: StackCall) -> list[Optional[Tensor]]:
+        grads = call.head.end_backward()
+        if self.head_features is not None:
+            w, b = call.head.linear_slots
+            g = self.grad_out.reshape(-1, self.grad_out.shape[-1])
+            grads[w] = g.t() @ self.head_features.reshape(-1, self.head_features.shape[-1])
+            if b is not None:
+                grads[b] = g.sum(0)
+        return grads
 
     def add_output(self, layer_index: int, dy: Tensor, out_mask: Optional[Tensor]) -> None:
         if out_mask is not None:
@@ -375,7 +401,9 @@ def _walk_backward(
             vb, vf = call.valid_at(t)
             if grads is not None:
                 if call.head is not None:
-                    dy = call.head.backward_step(top.output(), t, grad_out[t])
+                    dy, features = call.head.backward_step(top.output(), t, grads.head_out[t])
+                    if grads.head_features is not None:
+                        grads.head_features[t] = features
                     grads.add_output(top.index, dy, top.out_mask)
                 elif grad_out is not None and grad_out.numel():
                     grads.add_output(top.index, grad_out[t], top.out_mask)
@@ -449,8 +477,8 @@ class ReversibleStackFunction(torch.autograd.Function):
             layers.append(layer)
         n_head = 0 if call.head is None else len(call.head.tensors())
         grads = _Grads(call, layers, params, grad_finals, ctx.needs_input_grad[1 + n_in - n_head :])
-        if call.head is not None and grad_out is None:
-            grad_out = torch.zeros((call.steps, call.batch, 0), dtype=call.dtype)
+        if call.head is not None:
+            grads.start_head(call, grad_out)
 
         def kept_at(t: int) -> Tensor:
             return kept0 if t == 0 else to_fixed(slices[t - 1])
@@ -466,7 +494,7 @@ class ReversibleStackFunction(torch.autograd.Function):
             for li in range(len(layers))
             for v in range(nv)
         ]
-        dhead = [] if call.head is None else call.head.end_backward()
+        dhead = [] if call.head is None else grads.finish_head(call)
         return (None, *call.input_grads(grads.inputs, dh0, grads.params, dhead))
 
 

@@ -9,7 +9,10 @@ given (e.g. attention slices, token ids) is kept.
 
 Subclasses define ``precompute`` (per-sequence work such as attention keys,
 differentiable in the head's tensors) and ``step``. The plumbing here turns
-them into per-step gradients with ordinary autograd.
+them into per-step gradients with ordinary autograd. A head whose last
+operation is a linear layer (the output projection) names its weight and
+bias in ``linear_slots``: the engine then applies that layer, and its
+gradients, to all steps in one matrix multiply instead of step by step.
 """
 
 from __future__ import annotations
@@ -25,10 +28,27 @@ Tensor = torch.Tensor
 class StepHead:
     """Base class: ``tensors`` are the head's inputs (parameters, context)."""
 
+    linear_slots: Optional[tuple[int, Optional[int]]] = None
+
     def __init__(self, tensors: Sequence[Tensor]) -> None:
         self._tensors = list(tensors)
         self._pre: Optional[tuple] = None
         self._bw = None
+
+    def linear(self) -> Optional[tuple[Tensor, Optional[Tensor]]]:
+        """Weight and bias of the final linear layer the engine applies, if any."""
+        if self.linear_slots is None:
+            return None
+        w, b = self.linear_slots
+        return self._tensors[w], None if b is None else self._tensors[b]
+
+    def apply_linear(self, features: Tensor) -> Tensor:
+        """The head's full output from the per-step ``step`` outputs (..., D)."""
+        lin = self.linear()
+        if lin is None:
+            return features
+        out = features @ lin[0].t()
+        return out if lin[1] is None else out + lin[1]
 
     def tensors(self) -> list[Tensor]:
         return self._tensors
@@ -65,8 +85,9 @@ class StepHead:
         pre_leaves = [p.detach().requires_grad_() if _wants(p) else p for p in pre]
         self._bw = (leaves, pre, pre_leaves, [None] * len(pre))
 
-    def backward_step(self, y: Tensor, t: int, dout: Tensor) -> Tensor:
-        """Gradient w.r.t. ``y``; gradients of the head's own inputs accumulate."""
+    def backward_step(self, y: Tensor, t: int, dout: Tensor) -> tuple[Tensor, Tensor]:
+        """Gradient w.r.t. ``y`` and the recomputed step output; gradients of
+        the head's own inputs accumulate."""
         _, _, pre_leaves, acc = self._bw
         idx = [i for i, p in enumerate(pre_leaves) if _wants(p)]
         with torch.enable_grad():
@@ -75,8 +96,8 @@ class StepHead:
             grads = torch.autograd.grad(out, [y_leaf] + [pre_leaves[i] for i in idx], dout, allow_unused=True)
         for i, g in zip(idx, grads[1:]):
             if g is not None:
-                acc[i] = g if acc[i] is None else acc[i] + g
-        return grads[0]
+                acc[i] = g if acc[i] is None else acc[i].add_(g)
+        return grads[0], out.detach()
 
     def end_backward(self) -> list[Optional[Tensor]]:
         """Gradients for ``tensors()`` (None where not needed)."""

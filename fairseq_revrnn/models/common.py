@@ -9,7 +9,7 @@ from fairseq.dataclass import ChoiceEnum
 from fairseq.models import FairseqIncrementalDecoder
 from torch import nn
 
-from ..core import EmbeddingInput, OutputHead, ReversibleRNN, total
+from ..core import EmbeddingInput, ReversibleRNN, total
 from ..core.fixed_point import RZ
 from ..core.memory import MemoryStats
 
@@ -116,11 +116,6 @@ class ReversibleDecoder(FairseqIncrementalDecoder):
         outputs, state = self.rnn.advance(self.inputs(tokens.t()), state=state, initial=None if state else initial)
         self.set_incremental_state(incremental_state, "rnn_state", {"state": state})
         return outputs
-
-    @staticmethod
-    def attend(head: OutputHead, y: torch.Tensor):
-        with torch.no_grad():
-            return head.attend(y, head.precompute(*head.tensors()))
 
     def reorder_incremental_state(self, incremental_state, new_order):
         cached = self.get_incremental_state(incremental_state, "rnn_state")

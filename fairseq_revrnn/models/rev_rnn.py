@@ -171,7 +171,7 @@ class RevRNNDecoder(ReversibleDecoder):
         if incremental_state is not None:
             tokens = prev_output_tokens[:, -1:]
             outputs = self.advance(tokens, incremental_state, self._initial_state(encoder_out))
-            logits, attn = self.attend(self._head(encoder_out, tokens.shape[0]), outputs[0])
+            logits, attn = self._head(encoder_out, tokens.shape[0]).attend(outputs[0])
             return logits.unsqueeze(1), {"attn": None if attn is None else [attn.t().unsqueeze(1)]}
         tokens = prev_output_tokens.t()
         head = self._head(encoder_out, tokens.shape[1])

@@ -73,7 +73,7 @@ class RevRNNLMDecoder(ReversibleDecoder):
     def forward(self, src_tokens, src_lengths=None, incremental_state=None, **kwargs):
         head = OutputHead(**self.output_tensors())
         if incremental_state is not None:
-            logits, _ = self.attend(head, self.advance(src_tokens[:, -1:], incremental_state)[0])
+            logits, _ = head.attend(self.advance(src_tokens[:, -1:], incremental_state)[0])
             return logits.unsqueeze(1), {"attn": None}
         tokens = src_tokens.t()
         pad = tokens.eq(self.padding_idx)
