@@ -8,7 +8,7 @@ implementation holds to reverse; ``ideal`` is what a perfect buffer would need.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterable, Optional
+from typing import Callable, Iterable, Optional
 
 import torch
 
@@ -56,7 +56,7 @@ class SavedTensorMeter:
 
     def __init__(self, exclude: Optional[Iterable[torch.Tensor]] = None) -> None:
         self._exclude = {t.untyped_storage().data_ptr() for t in (exclude or ())}
-        self._storages: dict[int, int] = {}
+        self._storages: dict[int, tuple[int, tuple[int, ...]]] = {}
         self.shapes: list[tuple[int, ...]] = []
         self._hooks = torch.autograd.graph.saved_tensors_hooks(self._pack, self._unpack)
 
@@ -64,7 +64,7 @@ class SavedTensorMeter:
         storage = t.untyped_storage()
         ptr = storage.data_ptr()
         if ptr not in self._exclude:
-            self._storages[ptr] = storage.nbytes()
+            self._storages[ptr] = (storage.nbytes(), tuple(t.shape))
             self.shapes.append(tuple(t.shape))
         return t
 
@@ -74,7 +74,11 @@ class SavedTensorMeter:
 
     @property
     def bytes(self) -> int:
-        return sum(self._storages.values())
+        return sum(n for n, _ in self._storages.values())
+
+    def bytes_without(self, drop: Callable[[tuple[int, ...]], bool]) -> int:
+        """Bytes of the storages whose (first recorded) shape ``drop`` rejects not."""
+        return sum(n for n, shape in self._storages.values() if not drop(shape))
 
     def __enter__(self) -> SavedTensorMeter:
         self._hooks.__enter__()
