@@ -156,3 +156,26 @@ def test_bad_options_exit_non_zero_naming_the_option(multi30k_bin, tmp_path, ext
     proc = cli("fairseq-train", *args, *extra, "--max-update", "1", cwd=tmp_path, check=False)
     assert proc.returncode != 0
     assert message in proc.stderr
+
+
+def test_user_dir_works_from_an_installed_copy(multi30k_bin, tmp_path):
+    """A regular (non-editable) install, used as --user-dir from another directory."""
+    import subprocess
+    import sys
+
+    from .data import REPO
+
+    target = tmp_path / "site"
+    proc = subprocess.run(
+        [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation", "--target", str(target),
+         str(REPO)],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    installed = target / "fairseq_revrnn"
+    assert (installed / "core" / "engine.py").exists()
+    args = translation_args(multi30k_bin, tmp_path / "ckpt", "gru", "slice")
+    args[args.index("--user-dir") + 1] = installed
+    train = cli("fairseq-train", *args, "--max-update", "1", cwd=tmp_path)
+    assert f"'user_dir': '{installed}'" in train.stdout + train.stderr
+    assert (tmp_path / "ckpt" / "checkpoint_last.pt").exists()

@@ -185,3 +185,19 @@ def test_bad_model_options_name_the_option(multi30k_bin, extra, message):
     args = ["--encoder-embed-dim", "40", "--decoder-embed-dim", "40", "--encoder-hidden-size", "48"]
     with pytest.raises(ValueError, match=message):
         build(multi30k_bin, "--arch", "rev_lstm", *args, *extra)
+
+
+def test_non_finite_loss_stops_training_with_its_name(multi30k_bin):
+    task, model, criterion = build(multi30k_bin, "--arch", "rev_gru", *TINY_NMT, "--criterion", "rev_cross_entropy")
+    with torch.no_grad():
+        model.decoder.out_bias[5] = float("nan")
+    with pytest.raises(FloatingPointError, match="rev_cross_entropy: the loss is not finite"):
+        criterion(model, sample(task))
+
+
+def test_non_finite_parameter_is_named(multi30k_bin):
+    task, model, criterion = build(multi30k_bin, "--arch", "rev_lstm", *TINY_NMT, "--criterion", "rev_cross_entropy")
+    with torch.no_grad():
+        model.encoder.rnn.weight_hh1_l0[0, 0] = float("inf")
+    with pytest.raises(FloatingPointError, match="parameter weight_hh1_l0"):
+        criterion(model, sample(task))
