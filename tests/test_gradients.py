@@ -70,12 +70,15 @@ def test_dropout_masks_are_one_per_sequence():
     torch.manual_seed(0)
     module = make("gru", [8], 3, torch.float64, dropout_out=0.5)
     module.train()
-    masks = module.sample_masks(4, module.weight_ih_l0)
+    masks = module.sample_masks(4)
     out = module(torch.randn(10, 4, 6, dtype=torch.float64))
     dropped = out.outputs == 0
     assert dropped.any()
     assert torch.equal(dropped, dropped[:1].expand_as(dropped)), "the same units are dropped at every step"
     assert masks.outputs[0].shape == (4, 8)
+    made = masks.outputs[0].materialize(torch.device("cpu"), torch.float64)
+    assert torch.equal(made, masks.outputs[0].materialize(torch.device("cpu"), torch.float64))
+    assert set(made.unique().tolist()) == {0.0, 2.0}
 
 
 def test_embedding_input_gradients_match():

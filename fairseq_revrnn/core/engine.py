@@ -87,26 +87,25 @@ class StackCall:
         valid = [] if self.valid is None else [self.valid]
         head = [] if self.head is None else self.head.tensors()
         states = [v for layer in h0 for v in layer]
-        return [*self.inputs.tensors(), *self.masks.tensors(), *valid, *states, *params, *head]
+        return [*self.inputs.tensors(), *valid, *states, *params, *head]
 
     def rebind(self, tensors) -> tuple[StackCall, list[list[Tensor]], list[Tensor]]:
         """Inverse of :meth:`flat_inputs`: a call over ``tensors``, and h0, params."""
         it = iter(tensors)
         take = lambda n: [next(it) for _ in range(n)]  # noqa: E731
         inputs = self.inputs.bind(take(len(self.inputs.tensors())))
-        masks = self.masks.bind(take(len(self.masks.tensors())))
         valid = None if self.valid is None else next(it)
         cfg = self.config
         h0 = [take(cfg.nvars) for _ in range(cfg.num_layers)]
         params = take(4 * cfg.num_layers)
         head = None if self.head is None else self.head.bind(take(len(self.head.tensors())))
         dtype = params[0].dtype
-        return StackCall(cfg, inputs, masks, valid, self.return_outputs, dtype, head, self.memory), h0, params
+        return StackCall(cfg, inputs, self.masks, valid, self.return_outputs, dtype, head, self.memory), h0, params
 
     def input_grads(self, dinputs, dh0, dparams, dhead) -> list[Optional[Tensor]]:
         n_in = len(self.inputs.tensors())
         grads = list(dinputs) + [None] * (n_in - len(dinputs))
-        grads += [None] * len(self.masks.tensors()) + ([] if self.valid is None else [None])
+        grads += [] if self.valid is None else [None]
         return grads + list(dh0) + list(dparams) + list(dhead)
 
 
@@ -123,10 +122,9 @@ class _Layer:
         cfg = call.config
         self.cfg, self.index, self.cell, self.graph = cfg, index, cfg.cell, graph
         self.w_ih, self.bias, w1, w2 = params
-        pair = call.masks.hidden[index]
+        self.in_mask, self.out_mask, self.hh_masks = call.masks.layer(index, w1.device, w1.dtype)
+        pair = self.hh_masks
         self.w_hh = (w1, w2) if pair is None else (w1 * pair[0], w2 * pair[1])
-        self.in_mask = call.masks.inputs[index]
-        self.out_mask = call.masks.outputs[index]
         self.dtype = call.dtype
         self.top = index == cfg.num_layers - 1
         self.keep = cfg.slice_dim if self.top else 0
@@ -485,7 +483,7 @@ class ReversibleStackFunction(torch.autograd.Function):
 
         _walk_backward(call, layers, kept_at, grads, grad_out, grad_slices)
         for li in range(len(layers)):
-            pair = call.masks.hidden[li]
+            pair = layers[li].hh_masks
             for half in (0, 1):
                 g = grads.w_eff[li][half]
                 grads.params[4 * li + 2 + half] = g if pair is None else g * pair[half]

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from .cells import get_cell
-from .dropout import StackMasks, variational_mask
+from .dropout import SeededMask, StackMasks
 from .engine import ExactState, ReversibleStackFunction, StackCall, StackConfig, advance, run_ordinary, trace_exact
 from .fixed_point import Forgetting
 from .head import StepHead
@@ -108,21 +108,21 @@ class ReversibleRNN(nn.Module):
     def hidden_size(self) -> int:
         return self.config.hidden_sizes[-1]
 
-    def sample_masks(self, batch: int, like: Tensor) -> StackMasks:
+    def sample_masks(self, batch: int) -> StackMasks:
         """Dropout masks for one batch (all None in eval mode)."""
         cfg = self.config
         masks = StackMasks()
         train = self.training
         for li, h in enumerate(cfg.hidden_sizes):
             d = cfg.input_size if li == 0 else cfg.hidden_sizes[li - 1]
-            masks.inputs.append(variational_mask((batch, d), self.dropout_in, like) if train and li == 0 else None)
-            masks.outputs.append(variational_mask((batch, h), self.dropout_out, like) if train else None)
+            masks.inputs.append(SeededMask.draw((batch, d), self.dropout_in) if train and li == 0 else None)
+            masks.outputs.append(SeededMask.draw((batch, h), self.dropout_out) if train else None)
             if train and self.dropout_hidden > 0:
                 w1 = getattr(self, f"weight_hh1_l{li}")
                 masks.hidden.append(
                     (
-                        variational_mask(tuple(w1.shape), self.dropout_hidden, like),
-                        variational_mask(tuple(w1.shape), self.dropout_hidden, like),
+                        SeededMask.draw(tuple(w1.shape), self.dropout_hidden),
+                        SeededMask.draw(tuple(w1.shape), self.dropout_hidden),
                     )
                 )
             else:
@@ -202,7 +202,7 @@ class ReversibleRNN(nn.Module):
             valid = valid.to(torch.bool)
         h0 = self._initial_state(state, B, p0)
         params = [p for li in range(cfg.num_layers) for p in self.layer_parameters(li)]
-        call = StackCall(cfg, src, self.sample_masks(B, p0), valid, return_outputs, p0.dtype)
+        call = StackCall(cfg, src, self.sample_masks(B), valid, return_outputs, p0.dtype)
         return call, h0, params
 
     def _initial_state(self, state, batch: int, like: Tensor) -> list[list[Tensor]]:
