@@ -73,3 +73,15 @@ def test_autograd_saves_ten_times_less_in_reversible_mode(cell):
             biggest = max(torch.Size(s).numel() for s in meter.shapes)
             assert biggest < 200 * 32 * 128, "nothing the size of a sequence of half-states is kept"
     assert saved[False] >= 10 * saved[True], saved
+
+
+def test_dropout_masks_cost_one_seed_each():
+    torch.manual_seed(0)
+    module = ReversibleRNN("lstm", 8, [16, 12], dropout_in=0.3, dropout_out=0.4, dropout_hidden=0.5)
+    masks = module.sample_masks(4)
+    assert [masks.layer_bits(0), masks.layer_bits(1)] == [64 * 4, 64 * 3]  # in, out, 2 DropConnect; out, 2
+    with SavedTensorMeter(exclude=list(module.parameters())) as meter:
+        out = module(torch.randn(30, 4, 8, requires_grad=True))
+    out.outputs.sum().backward()
+    connect = {tuple(module.weight_hh1_l0.shape), tuple(module.weight_hh1_l1.shape)}
+    assert not connect & set(meter.shapes), "DropConnect masks are regenerated from seeds, not kept"
