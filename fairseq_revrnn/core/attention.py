@@ -41,12 +41,6 @@ def uses_embeddings(attention: str) -> bool:
     return attention in ("emb", "emb+slice")
 
 
-def check_attention(attention: str) -> str:
-    if attention not in ATTENTION_TYPES:
-        raise ValueError(f"attention must be one of {list(ATTENTION_TYPES)}; got {attention!r}")
-    return attention
-
-
 class OutputHead(StepHead):
     """Logits from the top layer's output, with optional Luong attention.
 
@@ -64,9 +58,6 @@ class OutputHead(StepHead):
         super().__init__([named[n] for n in self._names])
         bias = self._names.index("b_out") if "b_out" in self._names else None
         self.linear_slots = (self._names.index("w_out"), bias)
-
-    def stored_bits(self) -> int:
-        return 0
 
     def precompute(self, *tensors: Tensor) -> tuple:
         t = dict(zip(self._names, tensors))

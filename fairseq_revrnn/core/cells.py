@@ -16,7 +16,7 @@ States of a half are lists: ``[h]`` for the GRU, ``[h, c]`` for the LSTM.
 
 from __future__ import annotations
 
-from typing import NamedTuple, Optional, Sequence
+from typing import NamedTuple, Optional
 
 import torch
 
@@ -266,7 +266,3 @@ def get_cell(name: str):
     if name not in CELLS:
         raise ValueError(f"cell_type must be one of {sorted(CELLS)}; got {name!r}")
     return CELLS[name]
-
-
-def float_states(ints: Sequence[Tensor], dtype: torch.dtype) -> list[Tensor]:
-    return [to_float(v, dtype) for v in ints]

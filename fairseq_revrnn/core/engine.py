@@ -512,9 +512,6 @@ class ExactState:
         ]
         return ExactState(ints, buffers)
 
-    def floats(self, dtype: torch.dtype) -> list[tuple[Tensor, ...]]:
-        return [tuple(to_float(v, dtype) for v in layer) for layer in self.ints]
-
 
 def advance(call: StackCall, params: list[Tensor], h0=None, state: Optional[ExactState] = None):
     """Run forward without autograd from float ``h0`` or an :class:`ExactState`;

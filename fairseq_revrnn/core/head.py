@@ -59,9 +59,6 @@ class StepHead:
         clone._pre = clone._bw = None
         return clone
 
-    def stored_bits(self) -> int:
-        return 0
-
     def precompute(self, *tensors: Tensor) -> tuple:
         """Per-sequence values the steps need (differentiable). Default: the tensors."""
         return tensors

@@ -9,7 +9,8 @@ from fairseq.dataclass import ChoiceEnum
 from fairseq.models import FairseqIncrementalDecoder
 from torch import nn
 
-from ..core import EmbeddingInput, ReversibleRNN, total
+from ..core import EmbeddingInput, ReversibleRNN
+from ..core.dropout import variational_mask
 from ..core.fixed_point import RZ
 from ..core.memory import MemoryStats
 
@@ -69,15 +70,12 @@ def embedding(num: int, dim: int, padding_idx: int) -> nn.Embedding:
     return emb
 
 
-def word_mask(num_words: int, p: float, training: bool, like: torch.Tensor) -> Optional[torch.Tensor]:
-    """Embedding dropout mask over word types (Gal & Ghahramani), or None."""
-    if not training or p <= 0:
-        return None
-    return torch.empty(num_words, dtype=like.dtype, device=like.device).bernoulli_(1 - p).div_(1 - p)
-
-
-def memory_sum(stats: list[MemoryStats]) -> MemoryStats:
-    return total(stats) if stats else MemoryStats()
+def embedded_tokens(embed: nn.Embedding, tokens: torch.Tensor, p: float, training: bool) -> EmbeddingInput:
+    """(time, batch) tokens embedded inside the reversible Function, with
+    embedding dropout over word types (one mask per batch) while training."""
+    weight = embed.weight
+    mask = variational_mask((weight.shape[0],), p, weight) if training else None
+    return EmbeddingInput(tokens, weight, embed.padding_idx, mask)
 
 
 class ReversibleDecoder(FairseqIncrementalDecoder):
@@ -104,10 +102,7 @@ class ReversibleDecoder(FairseqIncrementalDecoder):
         return {"w_out": weight, "b_out": self.out_bias, "w_proj": self.out_proj}
 
     def inputs(self, tokens: torch.Tensor) -> EmbeddingInput:
-        """Embedded (time, batch) tokens, with embedding dropout while training."""
-        weight = self.embed_tokens.weight
-        mask = word_mask(weight.shape[0], self.cfg.dropout_embed, self.training, weight)
-        return EmbeddingInput(tokens, weight, self.padding_idx, mask)
+        return embedded_tokens(self.embed_tokens, tokens, self.cfg.dropout_embed, self.training)
 
     def advance(self, tokens: torch.Tensor, incremental_state, initial=None) -> torch.Tensor:
         """Run the newest tokens (batch, 1) from the cached exact state; return (1, batch, H)."""

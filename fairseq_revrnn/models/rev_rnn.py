@@ -18,7 +18,7 @@ from fairseq.utils import safe_getattr
 from torch import nn
 
 from .. import registry
-from ..core import EmbeddingInput, OutputHead
+from ..core import OutputHead, total
 from ..core.attention import ATTENTION_TYPES, uses_embeddings, uses_slice
 from ..core.dropout import variational_mask
 from .common import (
@@ -28,10 +28,9 @@ from .common import (
     ReversibleDecoder,
     build_stack,
     check_even,
+    embedded_tokens,
     embedding,
-    memory_sum,
     uniform_parameter,
-    word_mask,
 )
 
 DEFAULT_SLICE_DIM = 20
@@ -107,9 +106,7 @@ class RevRNNEncoder(FairseqEncoder):
         tokens = src_tokens.t()
         pad = tokens.eq(self.padding_idx)
         weight = self.embed_tokens.weight
-        inputs = EmbeddingInput(
-            tokens, weight, self.padding_idx, word_mask(weight.shape[0], self.cfg.dropout_embed, self.training, weight)
-        )
+        inputs = embedded_tokens(self.embed_tokens, tokens, self.cfg.dropout_embed, self.training)
         keep_states = self.attention == "hidden"
         out = self.rnn(inputs, ~pad if bool(pad.any()) else None, return_outputs=keep_states)
         self.last_memory = out.memory
@@ -216,7 +213,7 @@ class RevRNNModel(FairseqEncoderDecoderModel):
 
     def memory_stats(self) -> dict:
         """Bit counts of the last forward: encoder and decoder."""
-        return {"enc": memory_sum(self.encoder.last_memory), "dec": memory_sum(self.decoder.last_memory)}
+        return {"enc": total(self.encoder.last_memory), "dec": total(self.decoder.last_memory)}
 
 
 def base_architecture(args):

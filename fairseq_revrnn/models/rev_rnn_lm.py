@@ -12,7 +12,7 @@ from fairseq.models import FairseqLanguageModel
 from fairseq.utils import safe_getattr
 
 from .. import registry
-from ..core import OutputHead
+from ..core import OutputHead, total
 from .common import (
     CELL_CHOICES,
     FORGET_BITS_CHOICES,
@@ -21,7 +21,6 @@ from .common import (
     build_stack,
     check_even,
     embedding,
-    memory_sum,
 )
 
 
@@ -94,7 +93,7 @@ class RevRNNLanguageModel(FairseqLanguageModel):
         return cls(RevRNNLMDecoder(cfg, task.target_dictionary))
 
     def memory_stats(self) -> dict:
-        return {"lm": memory_sum(self.decoder.last_memory)}
+        return {"lm": total(self.decoder.last_memory)}
 
 
 def base_lm_architecture(args):
