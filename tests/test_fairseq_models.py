@@ -160,6 +160,7 @@ def test_memory_metrics_are_derived_with_the_documented_names():
     assert values["mem_savings"] == 10.0
     assert values["mem_savings_ideal"] == round(1920 / 72, 2)
     assert values["enc_mem_savings"] == 10.0 and values["dec_mem_savings"] == 10.0
+    assert values["enc_mem_savings_ideal"] == 20.0 and values["dec_mem_savings_ideal"] == 32.0
     assert not any(k.startswith("_mem") for k in values)
 
 

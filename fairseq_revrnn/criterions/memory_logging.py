@@ -41,5 +41,6 @@ def reduce_memory(logging_outputs) -> None:
     metrics.log_derived("mem_savings", lambda m: _ratio(m, parts, "actual"))
     metrics.log_derived("mem_savings_ideal", lambda m: _ratio(m, parts, "ideal"))
     if set(parts) == {"enc", "dec"}:
-        metrics.log_derived("enc_mem_savings", lambda m: _ratio(m, ["enc"], "actual"))
-        metrics.log_derived("dec_mem_savings", lambda m: _ratio(m, ["dec"], "actual"))
+        for part in parts:
+            metrics.log_derived(f"{part}_mem_savings", lambda m, p=part: _ratio(m, [p], "actual"))
+            metrics.log_derived(f"{part}_mem_savings_ideal", lambda m, p=part: _ratio(m, [p], "ideal"))
