@@ -12,7 +12,8 @@ FAIRSEQ := fairseq-fixed==0.12.3.1
 
 .PHONY: demo test bench bench-quick lint clean env
 
-demo: bench
+demo: $(VENV)/.package
+	$(PY) scripts/demo.py
 
 test: $(VENV)/.package
 	$(PY) -m pytest -q tests

@@ -20,6 +20,7 @@ DEST="${DEST:-data-bin/multi30k.$SRC-$TGT}"
 THRESHOLD="${THRESHOLD:-2}"
 
 "$PYTHON" -m fairseq_revrnn.recipes.multi30k "$OUT" --source-lang "$SRC" --target-lang "$TGT"
+rm -f "$DEST/dict.$SRC.txt" "$DEST/dict.$TGT.txt"  # fairseq-preprocess refuses to overwrite dictionaries
 fairseq-preprocess --source-lang "$SRC" --target-lang "$TGT" \
     --trainpref "$OUT/train" --validpref "$OUT/valid" --testpref "$OUT/test" \
     --destdir "$DEST" --thresholdsrc "$THRESHOLD" --thresholdtgt "$THRESHOLD" --workers "$WORKERS"

@@ -53,7 +53,7 @@ def summarise(run: Path) -> dict:
     return row
 
 
-def _fmt(value, digits: int = 2) -> str:
+def fmt(value, digits: int = 2) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "-"
     return f"{value:.{digits}f}" if isinstance(value, float) else str(value)
@@ -82,7 +82,7 @@ def table(rows: list[dict]) -> str:
             continue
         lines = ["| " + " | ".join(title for title, _, _ in columns) + " |", "|" + "---|" * len(columns)]
         for r in chosen:
-            lines.append("| " + " | ".join(_fmt(r[key], digits) for _, key, digits in columns) + " |")
+            lines.append("| " + " | ".join(fmt(r[key], digits) for _, key, digits in columns) + " |")
         parts.append("\n".join(lines))
     return "\n\n".join(parts)
 
