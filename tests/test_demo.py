@@ -28,7 +28,7 @@ def demo(workdir, **env) -> subprocess.CompletedProcess:
 def table_rows(stdout: str) -> dict[tuple[str, str], list[str]]:
     rows = [line.strip("| ").split(" | ") for line in stdout.splitlines() if line.startswith("| ")]
     assert rows[0][:3] == ["task", "model", "updates"]
-    return {(r[0], r[1]): r for r in rows[2:]}
+    return {(r[0], r[1]): r for r in rows[1:]}
 
 
 def test_demo_trains_evaluates_tabulates_and_plots(raw_dir, tmp_path):  # noqa: F811

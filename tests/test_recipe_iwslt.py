@@ -9,9 +9,7 @@ are checked against counts and lines known in advance.
 from __future__ import annotations
 
 import gzip
-import os
 import subprocess
-import sys
 import tarfile
 from pathlib import Path
 
@@ -20,10 +18,9 @@ import pytest
 from fairseq_revrnn.recipes import iwslt
 from fairseq_revrnn.recipes.text import moses
 
-from .data import MULTI30K, REPO
+from .data import MULTI30K, recipe
 from .http_server import serve
 
-SCRIPT = REPO / "examples" / "translation" / "prepare-iwslt.sh"
 TALK = 23  # sentences per talk: a title, a description and 21 body lines
 TALKS = 10
 SETS_2016 = {"IWSLT16.TED.tst2013": 20, "IWSLT16.TED.tst2014": 15, "IWSLT16.TED.dev2010": 7}  # dev2010: unused
@@ -116,12 +113,8 @@ def tgz(folder: Path, dest_dir: Path) -> Path:
 
 
 def run(cwd: Path, *args: str, check: bool = True, **env: str) -> subprocess.CompletedProcess:
-    """The recipe through bash, with this environment's bin directory first on PATH."""
-    full = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}", "WORKERS": "1", **env}
-    proc = subprocess.run(["bash", str(SCRIPT), *args], cwd=cwd, env=full, capture_output=True, text=True, timeout=300)
-    if check and proc.returncode:
-        raise AssertionError(f"prepare-iwslt.sh: exit {proc.returncode}\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}")
-    return proc
+    """The recipe through bash, one preprocessing worker."""
+    return recipe("translation/prepare-iwslt.sh", *args, cwd=cwd, check=check, timeout=300, WORKERS=1, **env)
 
 
 def lines(path: Path) -> list[str]:

@@ -2,33 +2,25 @@
 train and evaluate scripts, the results table, and its argument checks."""
 
 import gzip
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from fairseq_revrnn.recipes.text import moses
 
-from .data import MULTI30K, REPO
+from .data import MULTI30K, recipe, succeeded
 from .http_server import serve
 
-RECIPES = REPO / "examples" / "translation"
 LINES = 120
 
 
-def script(name: str, *args, cwd: Path, timeout: int = 900, **env) -> subprocess.CompletedProcess:
-    """Run a recipe script with the test environment's fairseq on PATH."""
-    full = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}", **env}
-    return subprocess.run(
-        ["bash", str(RECIPES / name), *map(str, args)], cwd=cwd, env=full, capture_output=True, text=True,
-        timeout=timeout,
-    )  # fmt: skip
+def script(name: str, *args, cwd: Path, **env) -> subprocess.CompletedProcess:
+    return recipe(f"translation/{name}", *args, cwd=cwd, **env)
 
 
 def ok(proc: subprocess.CompletedProcess) -> str:
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
+    succeeded(proc)
     return proc.stdout + proc.stderr
 
 
