@@ -31,7 +31,7 @@ def bleu(output: str) -> float:
     import sacrebleu
 
     hyps, refs = pairs(output)
-    return sacrebleu.corpus_bleu(hyps, [refs]).score
+    return sacrebleu.corpus_bleu(hyps, [refs], force=True).score
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -1,5 +1,10 @@
 """A results table from recipe runs: what each run's logs say, beside the paper.
 
+Words per second are the median over the log intervals (``train_inner``):
+fairseq's per-epoch figure also counts the time of validations run inside
+the epoch (``--validate-interval-updates``), which would penalise the model
+that validates more slowly.
+
 A run directory holds ``train.log`` (``fairseq-train --log-format json``),
 ``run.json`` (what the recipe trained) and, after evaluation,
 ``generate-{valid,test}.txt`` (translation) or ``eval.log`` (language model).
@@ -29,13 +34,14 @@ def summarise(run: Path) -> dict:
         raise SystemExit(f"{run} has no train.log (is it a run directory of a recipe?)")
     info = json.loads((run / "run.json").read_text()) if (run / "run.json").exists() else {}
     epochs = read_records(log, "train")
+    inner = sorted(v for v in (number(r, "wps") for r in read_records(log, "train_inner")) if v is not None)
     valid = [number(r, "valid_ppl") for r in read_records(log, "valid")]
     last = epochs[-1] if epochs else {}
     row = {
         "run": run.name,
         "task": info.get("task", "translation" if (run / "generate-test.txt").exists() else "language_model"),
         "updates": number(last, "train_num_updates"),
-        "wps": number(last, "train_wps"),
+        "wps": inner[len(inner) // 2] if inner else number(last, "train_wps"),
         "valid_ppl": min((v for v in valid if v is not None), default=None),
         "savings": number(last, "train_mem_savings"),
         "ideal": number(last, "train_mem_savings_ideal"),
