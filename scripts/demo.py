@@ -22,6 +22,7 @@ import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from tqdm import tqdm
@@ -45,26 +46,34 @@ def check(ok: bool, what: str) -> None:
         raise SystemExit(f"demo: {what} failed (its output is above)")
 
 
+def train_and_evaluate(
+    models: dict[str, tuple[Path, str]], train: str, evaluate: Callable[[Path], bool], stage: tqdm, **settings
+) -> dict[str, Path]:
+    """Train each (run directory, MODEL) with the same settings, then evaluate it; returns name -> run."""
+    for name, (run, model) in models.items():
+        shutil.rmtree(run, ignore_errors=True)
+        check(recipe(train, MODEL=model, SAVE_DIR=run, **settings), f"training {name}")
+        stage.update()
+        check(evaluate(run), f"evaluating {name}")
+        stage.update()
+    return {name: run for name, (run, _) in models.items()}
+
+
 def language_model(work: Path, args, stage: tqdm) -> dict[str, Path]:
     data = work / "data-bin" / "ptb"
     lines = {"LINES": args.ptb_lines} if args.ptb_lines else {}
     check(recipe("language_model/prepare-ptb.sh", data, RAW=work / "data" / "ptb", **lines), "preparing PTB")
     stage.update()
-    runs = {"RevLSTM LM": work / "ptb" / "rev_lstm_lm", "LSTM LM (fairseq)": work / "ptb" / "lstm_lm"}
-    for (name, run), model in zip(runs.items(), ("rev", "baseline")):
-        shutil.rmtree(run, ignore_errors=True)
-        check(
-            recipe(
-                "language_model/train-lm.sh", DATA=data, SIZE="cpu", HIDDEN=args.lm_hidden, MODEL=model,
-                SAVE_DIR=run, MAX_UPDATE=args.lm_updates, LOG_INTERVAL=args.log_interval,
-                EXTRA=f"--validate-interval-updates {args.lm_validate}",
-            ),
-            f"training the {name}",
-        )  # fmt: skip
-        stage.update()
-        check(recipe("language_model/eval-lm.sh", DATA=data, SAVE_DIR=run), f"evaluating the {name}")
-        stage.update()
-    return runs
+    return train_and_evaluate(
+        {
+            "RevLSTM LM": (work / "ptb" / "rev_lstm_lm", "rev"),
+            "LSTM LM (fairseq)": (work / "ptb" / "lstm_lm", "baseline"),
+        },
+        "language_model/train-lm.sh",
+        lambda run: recipe("language_model/eval-lm.sh", DATA=data, SAVE_DIR=run),
+        stage, DATA=data, SIZE="cpu", HIDDEN=args.lm_hidden, MAX_UPDATE=args.lm_updates,
+        LOG_INTERVAL=args.log_interval, EXTRA=f"--validate-interval-updates {args.lm_validate}",
+    )  # fmt: skip
 
 
 def translation(work: Path, args, stage: tqdm) -> dict[str, Path]:
@@ -80,21 +89,17 @@ def translation(work: Path, args, stage: tqdm) -> dict[str, Path]:
         stage.update(5)
         return {}
     stage.update()
-    runs = {"rev_lstm": work / "multi30k" / "rev_lstm", "LSTM (fairseq)": work / "multi30k" / "lstm"}
-    for (name, run), model in zip(runs.items(), ("rev_lstm", "lstm")):
-        shutil.rmtree(run, ignore_errors=True)
-        check(
-            recipe(
-                "translation/train-multi30k.sh", DATA=data, MODEL=model, SIZE="cpu", HIDDEN=args.mt_hidden,
-                ATTENTION=f"Emb+{args.mt_slice}H", OPTIM="adam", MAX_UPDATE=args.mt_updates,
-                LOG_INTERVAL=args.log_interval, SAVE_DIR=run, EXTRA=f"--validate-interval-updates {args.mt_validate}",
-            ),
-            f"training {name}",
-        )  # fmt: skip
-        stage.update()
-        check(recipe("translation/evaluate-multi30k.sh", run, DATA=data, SUBSETS="test"), f"evaluating {name}")
-        stage.update()
-    return runs
+    return train_and_evaluate(
+        {
+            "rev_lstm": (work / "multi30k" / "rev_lstm", "rev_lstm"),
+            "LSTM (fairseq)": (work / "multi30k" / "lstm", "lstm"),
+        },
+        "translation/train-multi30k.sh",
+        lambda run: recipe("translation/evaluate-multi30k.sh", run, DATA=data, SUBSETS="test"),
+        stage, DATA=data, SIZE="cpu", HIDDEN=args.mt_hidden, ATTENTION=f"Emb+{args.mt_slice}H", OPTIM="adam",
+        MAX_UPDATE=args.mt_updates, LOG_INTERVAL=args.log_interval,
+        EXTRA=f"--validate-interval-updates {args.mt_validate}",
+    )  # fmt: skip
 
 
 def ratio(a: float | None, b: float | None) -> str:

@@ -65,10 +65,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("out", type=Path, help="where to write {train,valid,test}.{src,tgt}")
     parser.add_argument("--source-lang", default="en", help=f"one of {', '.join(LANGUAGES)} (default en)")
     parser.add_argument("--target-lang", default="de", help=f"one of {', '.join(LANGUAGES)} (default de)")
-    parser.add_argument("--data-dir", type=Path, default=os.environ.get("MULTI30K_DIR") or None,
-                        help="local directory with the raw *.gz files (default: $MULTI30K_DIR; else download)")
-    parser.add_argument("--url", default=os.environ.get("MULTI30K_URL") or OFFICIAL_URL,
-                        help="base URL of the raw files (default: $MULTI30K_URL or the official repository)")
+    parser.add_argument(
+        "--data-dir",
+        type=Path,
+        default=os.environ.get("MULTI30K_DIR") or None,
+        help="local directory with the raw *.gz files (default: $MULTI30K_DIR; else download)",
+    )
+    parser.add_argument(
+        "--url",
+        default=os.environ.get("MULTI30K_URL") or OFFICIAL_URL,
+        help="base URL of the raw files (default: $MULTI30K_URL or the official repository)",
+    )
     args = parser.parse_args(argv)
     out = prepare(args.out, args.source_lang, args.target_lang, args.data_dir, args.url)
     for split in SPLITS:

@@ -53,9 +53,11 @@ def summarise(run: Path) -> dict:
         row[f"{subset}_bleu"] = bleu(out.read_text(encoding="utf-8")) if out.exists() else None
     found = PERPLEXITY.findall((run / "eval.log").read_text(encoding="utf-8")) if (run / "eval.log").exists() else []
     row["test_ppl"] = float(found[-1]) if found else None
-    row["paper_valid_bleu"] = paper.multi30k_valid_bleu(
-        info.get("model", ""), info.get("attention", ""), info.get("bits", "")
-    ) if info.get("size") == "paper" else None
+    row["paper_valid_bleu"] = (
+        paper.multi30k_valid_bleu(info.get("model", ""), info.get("attention", ""), info.get("bits", ""))
+        if info.get("size") == "paper"
+        else None
+    )
     return row
 
 
