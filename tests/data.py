@@ -43,9 +43,10 @@ def succeeded(proc: subprocess.CompletedProcess) -> subprocess.CompletedProcess:
     return proc
 
 
-def _head_lines(path: Path, n: int) -> list[str]:
+def head_lines(path: Path, n: int) -> list[str]:
+    """The first ``n`` lines of a gzipped text file, without their newlines."""
     with gzip.open(path, "rt", encoding="utf-8") as f:
-        return [next(f) for _ in range(n)]
+        return [next(f).rstrip("\n") for _ in range(n)]
 
 
 def multi30k_subset(dest: Path, sizes=(("train", 300), ("val", 60), ("test_2016_flickr", 60))) -> Path:
@@ -55,8 +56,8 @@ def multi30k_subset(dest: Path, sizes=(("train", 300), ("val", 60), ("test_2016_
     dest.mkdir(parents=True, exist_ok=True)
     for split, n in sizes:
         for lang in ("en", "de"):
-            lines = _head_lines(MULTI30K / f"{split}.lc.norm.tok.{lang}.gz", n)
-            (dest / f"{split}.{lang}").write_text("".join(lines), encoding="utf-8")
+            lines = head_lines(MULTI30K / f"{split}.lc.norm.tok.{lang}.gz", n)
+            (dest / f"{split}.{lang}").write_text("".join(line + "\n" for line in lines), encoding="utf-8")
     return dest
 
 

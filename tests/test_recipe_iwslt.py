@@ -8,7 +8,6 @@ are checked against counts and lines known in advance.
 
 from __future__ import annotations
 
-import gzip
 import subprocess
 import tarfile
 from pathlib import Path
@@ -18,7 +17,7 @@ import pytest
 from fairseq_revrnn.recipes import iwslt
 from fairseq_revrnn.recipes.text import moses
 
-from .data import MULTI30K, recipe
+from .data import MULTI30K, head_lines, recipe
 from .http_server import serve
 
 TALK = 23  # sentences per talk: a title, a description and 21 body lines
@@ -33,19 +32,14 @@ TEST_ORDER_2014 = list(SETS_2014)  # fairseq's prepare-iwslt14.sh concatenates t
 BAD = [("", ""), ("Yes.", "Ja, das ist wirklich ganz genau so, wie ich es gesagt habe."), ("go " * 200, "geh " * 200)]
 
 
-def _gz_lines(path: Path, n: int) -> list[str]:
-    with gzip.open(path, "rt", encoding="utf-8") as f:
-        return [next(f).rstrip("\n") for _ in range(n)]
-
-
 @pytest.fixture(scope="module")
 def pairs() -> dict[str, list[tuple[str, str]]]:
     """Multi30K raw pairs: 'good' ones (token ratio well inside 1.5, so they survive cleaning) and the rest."""
     if not (MULTI30K / "train.en.gz").exists():
         pytest.skip(f"Multi30K not found at {MULTI30K} (the shared data directory)")
     n = 600
-    raw = list(zip(_gz_lines(MULTI30K / "train.en.gz", n), _gz_lines(MULTI30K / "train.de.gz", n)))
-    tok = zip(_gz_lines(MULTI30K / "train.lc.norm.tok.en.gz", n), _gz_lines(MULTI30K / "train.lc.norm.tok.de.gz", n))
+    raw = list(zip(head_lines(MULTI30K / "train.en.gz", n), head_lines(MULTI30K / "train.de.gz", n)))
+    tok = zip(head_lines(MULTI30K / "train.lc.norm.tok.en.gz", n), head_lines(MULTI30K / "train.lc.norm.tok.de.gz", n))
     good, other = [], []
     for pair, (en, de) in zip(raw, tok):
         a, b = len(en.split()), len(de.split())

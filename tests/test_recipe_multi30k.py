@@ -9,7 +9,7 @@ import pytest
 
 from fairseq_revrnn.recipes.text import moses
 
-from .data import MULTI30K, recipe, succeeded
+from .data import MULTI30K, head_lines, recipe, succeeded
 from .http_server import serve
 
 LINES = 120
@@ -32,10 +32,9 @@ def raw_dir(tmp_path_factory) -> Path:
     raw = tmp_path_factory.mktemp("multi30k_raw")
     for split in ("train", "val", "test_2016_flickr"):
         for lang in ("en", "de"):
-            with gzip.open(MULTI30K / f"{split}.{lang}.gz", "rt", encoding="utf-8") as f:
-                head = [next(f) for _ in range(LINES)]
+            head = head_lines(MULTI30K / f"{split}.{lang}.gz", LINES)
             with gzip.open(raw / f"{split}.{lang}.gz", "wt", encoding="utf-8") as f:
-                f.writelines(head)
+                f.writelines(line + "\n" for line in head)
     return raw
 
 
@@ -50,10 +49,8 @@ def test_tokenisation_reproduces_the_published_files():
     if not (MULTI30K / "train.lc.norm.tok.de.gz").exists():
         pytest.skip(f"Multi30K not found at {MULTI30K}")
     for lang in ("en", "de"):
-        with gzip.open(MULTI30K / f"train.{lang}.gz", "rt", encoding="utf-8") as f:
-            raw = [next(f) for _ in range(3000)]
-        with gzip.open(MULTI30K / f"train.lc.norm.tok.{lang}.gz", "rt", encoding="utf-8") as f:
-            published = [next(f).rstrip("\n").strip() for _ in range(3000)]
+        raw = head_lines(MULTI30K / f"train.{lang}.gz", 3000)
+        published = [line.strip() for line in head_lines(MULTI30K / f"train.lc.norm.tok.{lang}.gz", 3000)]
         same = sum(ours == ref for ours, ref in zip(moses(raw, lang), published))
         assert same >= 0.995 * len(published), f"{lang}: only {same} of {len(published)} lines identical"
 

@@ -27,21 +27,16 @@ IWSLT="${IWSLT:-2016}"
 case "$IWSLT" in
     2016) SRC="${SRC:-en}" TGT="${TGT:-de}" ;;
     2014) SRC="${SRC:-de}" TGT="${TGT:-en}" ;;
-    *) echo "prepare-iwslt.sh: IWSLT=$IWSLT is not supported; allowed: 2016 (en-de, the paper's), 2014 (de-en, fairseq's)" >&2
-       exit 1 ;;
+    *) die "IWSLT=$IWSLT is not supported; allowed: 2016 (en-de, the paper's), 2014 (de-en, fairseq's)" ;;
 esac
 BPE="${BPE:-none}"
 case "$BPE" in
     none) SUFFIX="" JOINED=() ;;
     sentencepiece) SUFFIX=".bpe" JOINED=(--joined-dictionary) ;;
-    *) echo "prepare-iwslt.sh: BPE=$BPE is not supported; allowed: none, sentencepiece" >&2
-       exit 1 ;;
+    *) die "BPE=$BPE is not supported; allowed: none, sentencepiece" ;;
 esac
 BPE_VOCAB="${BPE_VOCAB:-10000}"
-if ! [[ "$BPE_VOCAB" =~ ^[1-9][0-9]*$ ]]; then
-    echo "prepare-iwslt.sh: BPE_VOCAB=$BPE_VOCAB is not allowed; it must be a positive integer" >&2
-    exit 1
-fi
+[[ "$BPE_VOCAB" =~ ^[1-9][0-9]*$ ]] || die "BPE_VOCAB=$BPE_VOCAB is not allowed; it must be a positive integer"
 NAME="iwslt${IWSLT:2}.$SRC-$TGT"
 TEXT_DIR="${TEXT_DIR:-data/$NAME}"
 DEST="${1:-${DEST:-data-bin/$NAME$SUFFIX}}"
@@ -53,8 +48,8 @@ if [ -n "${IWSLT_URL:-}" ]; then SOURCE+=(--url "$IWSLT_URL"); fi
     --bpe "$BPE" --bpe-vocab "$BPE_VOCAB" --threads "$WORKERS"
 
 rm -f "$DEST/dict.$SRC.txt" "$DEST/dict.$TGT.txt"  # fairseq-preprocess refuses to overwrite dictionaries
-# shellcheck disable=SC2086  # PREPROCESS_ARGS is a list of options
+read -ra PREPROCESS_EXTRA <<< "${PREPROCESS_ARGS:-}"
 fairseq-preprocess --source-lang "$SRC" --target-lang "$TGT" \
     --trainpref "$TEXT_DIR/train$SUFFIX" --validpref "$TEXT_DIR/valid$SUFFIX" --testpref "$TEXT_DIR/test$SUFFIX" \
-    --destdir "$DEST" --workers "$WORKERS" "${JOINED[@]}" ${PREPROCESS_ARGS:-}
+    --destdir "$DEST" --workers "$WORKERS" "${JOINED[@]}" "${PREPROCESS_EXTRA[@]}"
 echo "prepare-iwslt.sh: binarised IWSLT $IWSLT $SRC->$TGT in $DEST"

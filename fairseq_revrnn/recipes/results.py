@@ -22,7 +22,7 @@ from pathlib import Path
 
 from . import paper
 from .generate_output import bleu
-from .logs import number, read_records
+from .logs import number, records
 
 PERPLEXITY = re.compile(r"Perplexity: ([0-9.]+|inf|nan)")
 
@@ -33,9 +33,10 @@ def summarise(run: Path) -> dict:
     if not log.exists():
         raise SystemExit(f"{run} has no train.log (is it a run directory of a recipe?)")
     info = json.loads((run / "run.json").read_text()) if (run / "run.json").exists() else {}
-    epochs = read_records(log, "train")
-    inner = sorted(v for v in (number(r, "wps") for r in read_records(log, "train_inner")) if v is not None)
-    valid = [number(r, "valid_ppl") for r in read_records(log, "valid")]
+    text = log.read_text(encoding="utf-8", errors="replace")
+    epochs = records(text, "train")
+    inner = sorted(v for v in (number(r, "wps") for r in records(text, "train_inner")) if v is not None)
+    valid = [number(r, "valid_ppl") for r in records(text, "valid")]
     last = epochs[-1] if epochs else {}
     row = {
         "run": run.name,
