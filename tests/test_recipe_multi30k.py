@@ -146,3 +146,19 @@ def test_train_refuses_bad_settings_before_training(prepared, tmp_path, env, mes
     proc = script("train-multi30k.sh", cwd=prepared, SAVE_DIR=str(tmp_path / "run"), **env)
     assert proc.returncode != 0 and message in proc.stderr
     assert not (tmp_path / "run" / "train.log").exists()
+
+
+def test_results_set_the_papers_bleu_beside_paper_sized_runs(tmp_path):
+    from fairseq_revrnn.recipes.results import summarise
+
+    record = '| train | {"epoch": 1, "train_num_updates": "10", "train_wps": "100.0", "train_mem_savings": "7.5"}\n'
+    for size in ("paper", "cpu"):
+        run = tmp_path / size
+        run.mkdir()
+        (run / "train.log").write_text(f"2026-01-01 00:00:00 | INFO {record}")
+        (run / "run.json").write_text(
+            f'{{"task": "translation", "model": "rev_lstm", "attention": "Emb+20H", "bits": "3", "size": "{size}"}}'
+        )
+    paper, cpu = summarise(tmp_path / "paper"), summarise(tmp_path / "cpu")
+    assert paper["paper_valid_bleu"] == 37.54 and cpu["paper_valid_bleu"] is None
+    assert paper["updates"] == 10 and paper["savings"] == 7.5 and paper["test_bleu"] is None

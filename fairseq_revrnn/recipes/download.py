@@ -8,7 +8,6 @@ archive from 127.0.0.1.
 
 from __future__ import annotations
 
-import shutil
 import tarfile
 import urllib.error
 import urllib.request
@@ -76,8 +75,3 @@ def require_files(directory: Path, names: list[str], what: str) -> Path:
     if missing:
         raise DataError(f"{what}: {directory} lacks {', '.join(missing)}")
     return directory
-
-
-def copy_tree(src: Path, dest: Path) -> Path:
-    shutil.copytree(src, dest, dirs_exist_ok=True)
-    return dest

@@ -22,10 +22,6 @@ _MULTI30K_VALID_BLEU = {
     },
 }
 
-# Section 5 / SPEC 9: PTB validation perplexity and memory savings of the 2-layer RevLSTM.
-PTB_REV_LSTM = {"2": (74.7, 14.0), "3": (72.8, 10.0), "5": (72.9, 7.3), "none": (72.9, 4.9)}
-PTB_LSTM_PPL = 73.0
-
 
 def multi30k_valid_bleu(model: str, attention: str, bits: str) -> float | None:
     """The paper's validation BLEU for one grid cell (paper-sized models), or None if it has none."""
