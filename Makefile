@@ -7,16 +7,21 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip --disable-pip-version-check
+CONSTRAIN := -c constraints.txt
 TORCH_VERSION ?= 2.13.0
 FAIRSEQ := fairseq-fixed==0.12.3.1
 
-.PHONY: demo test bench bench-quick lint clean env
+.PHONY: demo test test-fast bench bench-quick lint clean env
 
 demo: $(VENV)/.package
 	$(PY) scripts/demo.py
 
 test: $(VENV)/.package
 	$(PY) -m pytest -q tests
+
+# The inner loop: core and in-process fairseq tests, no command-line subprocesses.
+test-fast: $(VENV)/.package
+	$(PY) -m pytest -q tests -m "not cli"
 
 bench: $(VENV)/.package
 	$(PY) scripts/bench_core.py
@@ -26,6 +31,7 @@ bench-quick: $(VENV)/.package
 
 lint: $(VENV)/.package
 	$(PY) -m ruff check fairseq_revrnn tests scripts
+	$(PY) -m ruff format --check fairseq_revrnn tests scripts
 
 env: $(VENV)/.package
 
@@ -34,8 +40,8 @@ $(VENV)/.created:
 	$(PIP) install -q --upgrade pip setuptools wheel
 	touch $@
 
-$(VENV)/.torch: $(VENV)/.created
-	$(PIP) install -q torch==$(TORCH_VERSION) "numpy>=1.24,<3" cython
+$(VENV)/.torch: $(VENV)/.created constraints.txt
+	$(PIP) install -q $(CONSTRAIN) torch==$(TORCH_VERSION) numpy cython
 	touch $@
 
 $(VENV)/.fairseq: $(VENV)/.torch
@@ -43,8 +49,8 @@ $(VENV)/.fairseq: $(VENV)/.torch
 	$(PIP) install -q --no-deps --no-build-isolation $(FAIRSEQ)
 	touch $@
 
-$(VENV)/.requirements: $(VENV)/.fairseq requirements.txt requirements-dev.txt
-	$(PIP) install -q -r requirements.txt -r requirements-dev.txt
+$(VENV)/.requirements: $(VENV)/.fairseq requirements.txt requirements-dev.txt constraints.txt
+	$(PIP) install -q $(CONSTRAIN) -r requirements.txt -r requirements-dev.txt
 	touch $@
 
 $(VENV)/.package: $(VENV)/.requirements setup.py pyproject.toml

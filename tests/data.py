@@ -61,9 +61,17 @@ def multi30k_subset(dest: Path, sizes=(("train", 300), ("val", 60), ("test_2016_
     return dest
 
 
+def preprocess(*args) -> None:
+    """fairseq-preprocess in this process: the data fixtures of the fast tests start no subprocess."""
+    from fairseq import options
+    from fairseq_cli.preprocess import main
+
+    main(options.get_preprocessing_parser().parse_args([str(a) for a in args]))
+
+
 def preprocess_multi30k(raw: Path, destdir: Path) -> Path:
-    cli(
-        "fairseq-preprocess", "--source-lang", "en", "--target-lang", "de",
+    preprocess(
+        "--source-lang", "en", "--target-lang", "de",
         "--trainpref", raw / "train", "--validpref", raw / "val", "--testpref", raw / "test_2016_flickr",
         "--destdir", destdir, "--workers", 1,
     )  # fmt: skip
@@ -79,8 +87,8 @@ def ptb_subset(dest: Path, lines: int = 1500) -> Path:
 
 
 def preprocess_ptb(raw: Path, destdir: Path) -> Path:
-    cli(
-        "fairseq-preprocess", "--only-source", "--trainpref", raw / "ptb.train.txt",
+    preprocess(
+        "--only-source", "--trainpref", raw / "ptb.train.txt",
         "--validpref", raw / "ptb.valid.txt", "--testpref", raw / "ptb.test.txt",
         "--destdir", destdir, "--workers", 1,
     )  # fmt: skip

@@ -10,8 +10,10 @@ import sacrebleu
 
 from fairseq_revrnn.core.attention import ATTENTION_TYPES
 
-from .data import BIN, PLUGIN, REPO, cli
+from .data import BIN, EXAMPLES, PLUGIN, REPO, cli
 from .fairseq_helpers import TINY_NMT
+
+pytestmark = pytest.mark.cli
 
 COMMON = [
     "--optimizer", "adam", "--lr", "0.003", "--max-tokens", "1500", "--num-workers", "0",
@@ -89,13 +91,17 @@ def test_interactive_translates_stdin(multi30k_bin, tmp_path):
     assert sum(line.startswith("H-") for line in proc.stdout.splitlines()) == 2
 
 
+def lm_args(data, save, tokens_per_sample: int = 35, break_mode: str = "none") -> list:
+    return [
+        data, "--user-dir", PLUGIN, "--task", "language_modeling", "--arch", "rev_lstm_lm",
+        "--decoder-embed-dim", "32", "--decoder-hidden-size", "32", "--tokens-per-sample", tokens_per_sample,
+        "--sample-break-mode", break_mode, "--criterion", "rev_cross_entropy", "--save-dir", save, *COMMON,
+    ]  # fmt: skip
+
+
 def test_language_model_train_eval_resume(ptb_bin, tmp_path):
     save = tmp_path / "checkpoints"
-    args = [
-        ptb_bin, "--user-dir", PLUGIN, "--task", "language_modeling", "--arch", "rev_lstm_lm",
-        "--decoder-embed-dim", "32", "--decoder-hidden-size", "32", "--tokens-per-sample", "35",
-        "--sample-break-mode", "none", "--criterion", "rev_cross_entropy", "--save-dir", save, *COMMON,
-    ]  # fmt: skip
+    args = lm_args(ptb_bin, save)
     train = cli("fairseq-train", *args, "--max-update", "3", cwd=tmp_path)
     steps = json_logs(train.stderr + train.stdout, "train_inner")
     assert {"mem_savings", "mem_savings_ideal"} <= set(steps[-1])
@@ -146,6 +152,8 @@ def test_safe_loading_still_refuses_other_objects(tmp_path):
         (["--max-forget-bits", "0"], "--max-forget-bits"),
         (["--attention", "bahdanau"], "--attention"),
         (["--attention-slice-dim", "100"], "--attention-slice-dim must be in 1..24"),
+        (["--dropout-embed", "1.0"], "--dropout-embed must be a probability in [0, 1); got 1.0"),
+        (["--max-hidden-forget", "1"], "--max-hidden-forget must be a number in (0.125, 1)"),
     ],
 )
 def test_bad_options_exit_non_zero_naming_the_option(multi30k_bin, tmp_path, extra, message):
@@ -171,3 +179,97 @@ def test_user_dir_works_from_an_installed_copy(multi30k_bin, tmp_path):
     train = cli("fairseq-train", *args, "--max-update", "1", cwd=tmp_path)
     assert f"'user_dir': '{installed}'" in train.stdout + train.stderr
     assert (tmp_path / "ckpt" / "checkpoint_last.pt").exists()
+
+
+def test_memory_efficient_fp16_trains_and_generates_on_cpu(multi30k_bin, tmp_path):
+    save = tmp_path / "checkpoints"
+    args = translation_args(multi30k_bin, save, "lstm", "emb+slice")
+    train = cli("fairseq-train", *args, "--memory-efficient-fp16", "--max-update", "2", cwd=tmp_path)
+    steps = json_logs(train.stderr + train.stdout, "train_inner")
+    assert len(steps) == 2 and MEMORY_KEYS <= set(steps[-1])
+    assert "loss_scale" in steps[-1], "fairseq's fp16 optimiser logs its loss scale"
+    assert all(math.isfinite(float(s["loss"])) for s in steps)
+    gen = cli(
+        "fairseq-generate", multi30k_bin, "--user-dir", PLUGIN, "--path", save / "checkpoint_last.pt",
+        "--beam", "2", "--gen-subset", "test", "--batch-size", "32", "--required-batch-size-multiple", "1",
+        "--max-len-b", "5", cwd=tmp_path,
+    )  # fmt: skip
+    assert sum(line.startswith("H-") for line in gen.stdout.splitlines()) == 60
+
+
+def test_language_model_eos_break_mode_and_interactive(ptb_bin, tmp_path):
+    """Both go through fairseq code that needs numpy < 2 (np.compat)."""
+    save = tmp_path / "checkpoints"
+    cli("fairseq-train", *lm_args(ptb_bin, save, 100, "eos"), "--max-update", "2", cwd=tmp_path)
+    proc = subprocess.run(
+        [str(BIN / "fairseq-interactive"), str(ptb_bin), "--user-dir", str(PLUGIN), "--task", "language_modeling",
+         "--path", str(save / "checkpoint_last.pt"), "--beam", "2", "--max-len-b", "4"],
+        input="the company said\nit is\n", capture_output=True, text=True, cwd=tmp_path, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    hyps = [line.split("\t")[2] for line in proc.stdout.splitlines() if line.startswith("H-")]
+    assert len(hyps) == 2 and hyps[0].startswith("the company said") and hyps[1].startswith("it is")
+
+
+def tensorboard_scalars(logdir) -> dict[tuple[str, str], dict[int, float]]:
+    """(subdirectory, tag) -> {step: value} from tensorboardX event files (TFRecord framing)."""
+    import struct
+
+    from tensorboardX.proto import event_pb2
+
+    found: dict = {}
+    for path in logdir.glob("*/events.out.tfevents.*"):
+        data, i = path.read_bytes(), 0
+        while i < len(data):
+            (n,) = struct.unpack("<Q", data[i : i + 8])
+            event = event_pb2.Event.FromString(data[i + 12 : i + 12 + n])
+            i += 16 + n
+            for value in event.summary.value:
+                found.setdefault((path.parent.name, value.tag), {})[event.step] = value.simple_value
+    return found
+
+
+def test_tensorboard_event_files_hold_the_memory_metrics(multi30k_bin, tmp_path):
+    logdir = tmp_path / "tb"
+    args = translation_args(multi30k_bin, tmp_path / "checkpoints", "gru", "slice")
+    train = cli("fairseq-train", *args, "--max-update", "3", "--tensorboard-logdir", logdir, cwd=tmp_path)
+    steps = json_logs(train.stderr + train.stdout, "train_inner")
+    scalars = tensorboard_scalars(logdir)
+    for key in sorted(MEMORY_KEYS):
+        logged = scalars[("train_inner", key)]
+        assert sorted(logged) == [1, 2, 3]
+        for record in steps:
+            assert logged[int(record["num_updates"])] == pytest.approx(float(record[key]), abs=0.01)
+    assert ("valid", "mem_savings") in scalars
+
+
+def test_hydra_train_with_the_example_config(multi30k_bin, tmp_path):
+    save = tmp_path / "hydra-checkpoints"
+    proc = cli(
+        "fairseq-hydra-train", "--config-dir", EXAMPLES / "translation" / "config",
+        "--config-name", "rev_lstm_multi30k", f"task.data={multi30k_bin}", f"common.user_dir={PLUGIN}",
+        f"checkpoint.save_dir={save}", "optimization.max_update=2", "common.log_interval=1",
+        "+model.encoder_hidden_size=48", "+model.decoder_hidden_size=48", "model.attention_slice_dim=6",
+        cwd=tmp_path,
+    )  # fmt: skip
+    out = proc.stdout + proc.stderr
+    steps = [json.loads(line.split(" - ", 1)[1]) for line in out.splitlines() if "[train_inner]" in line]
+    assert [s["num_updates"] for s in steps] == ["1", "2"] and MEMORY_KEYS <= set(steps[-1])
+    assert (save / "checkpoint_last.pt").exists() and not (tmp_path / "outputs").exists()
+    gen = cli(
+        "fairseq-generate", multi30k_bin, "--user-dir", PLUGIN, "--path", save / "checkpoint_last.pt",
+        "--beam", "2", "--gen-subset", "test", "--batch-size", "32", "--required-batch-size-multiple", "1",
+        "--max-len-b", "5", cwd=tmp_path,
+    )  # fmt: skip
+    assert sum(line.startswith("H-") for line in gen.stdout.splitlines()) == 60
+
+
+def test_long_sequences_train_stably_with_the_default_forget_bound(ptb_bin, tmp_path):
+    """T=2000: with the paper's RevLSTM (p up to 1023/1024) |h| grows towards 1000 and the loss
+    jumps far above the 13.3 bits of a uniform guess; the default bound on p keeps it near."""
+    args = lm_args(ptb_bin, tmp_path / "checkpoints", 2000)
+    args[args.index("--max-tokens") : args.index("--max-tokens") + 2] = ["--batch-size", "4"]
+    train = cli("fairseq-train", *args, "--max-update", "3", "--no-save", "--disable-validation", cwd=tmp_path)
+    steps = json_logs(train.stderr + train.stdout, "train_inner")
+    assert len(steps) == 3
+    assert all(float(s["loss"]) < 14.0 and float(s["gnorm"]) < 50 for s in steps), steps

@@ -44,3 +44,29 @@ def test_peak_memory_is_lower_on_cuda():
         torch.cuda.synchronize()
         peaks[reversible] = torch.cuda.max_memory_allocated() - base
     assert peaks[False] > 3 * peaks[True], peaks
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_half_precision_reversal_is_exact_on_cuda(dtype):
+    torch.manual_seed(0)
+    module = ReversibleRNN("lstm", 16, [32, 24], max_forget_bits=2, slice_dim=4, max_hidden_forget=0.9375)
+    module = module.cuda().to(dtype)
+    x = (torch.randn(300, 8, 16, device="cuda") * 3).to(dtype)
+    forward, recovered, pushes = module.trace_exact(x)
+    assert pushes > 0
+    assert all(torch.equal(a, b) for fa, ra in zip(forward, recovered) for a, b in zip(fa, ra))
+
+
+@pytest.mark.cli
+@pytest.mark.parametrize("flag", ["--fp16", "--bf16", "--memory-efficient-fp16"])
+def test_fairseq_half_precision_training_on_cuda(multi30k_bin, tmp_path, flag):
+    import math
+
+    from .data import cli
+    from .test_cli import MEMORY_KEYS, json_logs, translation_args
+
+    args = translation_args(multi30k_bin, tmp_path / "checkpoints", "lstm", "emb+slice")
+    train = cli("fairseq-train", *args, flag, "--max-update", "3", cwd=tmp_path)
+    steps = json_logs(train.stderr + train.stdout, "train_inner")
+    assert len(steps) == 3 and MEMORY_KEYS <= set(steps[-1])
+    assert all(math.isfinite(float(s["loss"])) for s in steps)

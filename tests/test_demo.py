@@ -5,10 +5,13 @@ import os
 import subprocess
 import sys
 
+import pytest
 from PIL import Image
 
 from .data import REPO
 from .test_recipe_multi30k import raw_dir  # noqa: F401  (fixture: a small raw Multi30K directory)
+
+pytestmark = pytest.mark.cli
 
 TINY = [
     "--ptb-lines", "300", "--lm-updates", "3", "--lm-hidden", "32", "--mt-updates", "3", "--mt-hidden", "32",

@@ -107,6 +107,7 @@ def test_greedy_incremental_decoding_matches_full_forward(multi30k_bin, arch, at
     from fairseq.sequence_generator import SequenceGenerator
 
     extra = ["--attention-slice-dim", "5"] if "slice" in attention else []
+    torch.manual_seed(0)
     task, model, _ = build(
         multi30k_bin, "--arch", arch, *TINY_NMT, "--attention", attention, *extra, "--encoder-layers", "2",
         "--decoder-layers", "2",
@@ -114,7 +115,7 @@ def test_greedy_incremental_decoding_matches_full_forward(multi30k_bin, arch, at
     model.eval()
     tgt = task.target_dictionary
     generator = SequenceGenerator([model], tgt, beam_size=1, max_len_a=0, max_len_b=12)
-    checked = 0
+    checked = ties = 0
     for i in range(5):
         one = sample(task, n=1, start=i)
         hyp = generator.generate([model], one)[0][0]["tokens"]
@@ -126,9 +127,13 @@ def test_greedy_incremental_decoding_matches_full_forward(multi30k_bin, arch, at
         lprobs[0, tgt.eos()] = float("-inf")  # min_len = 1
         full = lprobs.argmax(-1)
         steps = len(hyp) if hyp[-1] != tgt.eos() or len(hyp) <= 12 else len(hyp) - 1
-        assert torch.equal(full[:steps], hyp[:steps]), (full, hyp)
+        for t in full[:steps].ne(hyp[:steps]).nonzero().flatten().tolist():
+            # The states are exact; the full pass projects all steps in one matrix multiply, so
+            # logits differ by float rounding (~4e-8) and only a near-tie may pick another token.
+            assert lprobs[t, full[t]] - lprobs[t, hyp[t]] < 1e-6, (t, full, hyp)
+            ties += 1
         checked += steps
-    assert checked >= 10
+    assert checked >= 10 and ties <= 1
 
 
 def test_lm_forward_and_memory_names(ptb_bin):
@@ -202,3 +207,92 @@ def test_non_finite_parameter_is_named(multi30k_bin):
         model.encoder.rnn.weight_hh1_l0[0, 0] = float("inf")
     with pytest.raises(FloatingPointError, match="parameter weight_hh1_l0"):
         criterion(model, sample(task))
+
+
+def test_memory_metrics_are_derived_from_all_reduced_tensors():
+    """With several workers fairseq sums the logging outputs with all_reduce: the values are tensors."""
+    from fairseq.logging import metrics
+
+    from fairseq_revrnn.criterions.rev_cross_entropy import RevLabelSmoothedCrossEntropyCriterion
+
+    summed = {"loss": 4.0, "nll_loss": 3.0, "ntokens": 20, "sample_size": 20, "nsentences": 4,
+              "_mem_enc_naive": 1280.0, "_mem_enc_actual": 128.0, "_mem_enc_ideal": 64.0,
+              "_mem_dec_naive": 2560.0, "_mem_dec_actual": 256.0, "_mem_dec_ideal": 80.0}  # fmt: skip
+    logs = [{k: torch.tensor(float(v), dtype=torch.float64) for k, v in summed.items()}]
+    with metrics.aggregate() as agg:
+        RevLabelSmoothedCrossEntropyCriterion.reduce_metrics(logs)
+        values = agg.get_smoothed_values()
+    assert values["mem_savings"] == 10.0 and values["enc_mem_savings_ideal"] == 20.0
+    assert values["dec_mem_savings_ideal"] == 32.0 and values["mem_savings_ideal"] == round(3840 / 144, 2)
+
+
+NMT_SIZES = ["--encoder-embed-dim", "40", "--decoder-embed-dim", "40", "--encoder-hidden-size", "48",
+             "--decoder-hidden-size", "48"]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--dropout-embed", "1.0"], r"--dropout-embed must be a probability in \[0, 1\); got 1\.0"),
+        (["--dropout-embed", "1.5"], r"--dropout-embed must be a probability in \[0, 1\); got 1\.5"),
+        (["--dropout-embed", "-0.5"], r"--dropout-embed must be a probability in \[0, 1\); got -0\.5"),
+        (["--dropout-in", "nan"], r"--dropout-in must be a probability in \[0, 1\); got nan"),
+        (["--dropout-hidden", "1"], r"--dropout-hidden must be a probability in \[0, 1\)"),
+        (["--dropout-out", "-1"], r"--dropout-out must be a probability in \[0, 1\)"),
+        (["--encoder-layers", "0", "--decoder-layers", "0"], "--encoder-layers must be an integer >= 1; got 0"),
+        (["--encoder-embed-dim", "0"], "--encoder-embed-dim must be an integer >= 1; got 0"),
+        (["--max-target-positions", "-3"], "--max-target-positions must be an integer >= 1; got -3"),
+        (["--max-hidden-forget", "1.5"], r"--max-hidden-forget must be a number in \(0\.125, 1\)"),
+        (["--max-hidden-forget", "0.5", "--max-forget-bits", "1"], r"must be a number in \(0\.5, 1\)"),
+        (["--max-hidden-forget", "high"], r"--max-hidden-forget must be a number in \(0, 1\), 'none' or 'auto'"),
+        (["--max-hidden-forget", "0.9", "--no-forgetting"], "the no-forgetting variant has none"),
+    ],
+)
+def test_numeric_options_are_checked_at_build(multi30k_bin, extra, message):
+    with pytest.raises(ValueError, match=message):
+        build(multi30k_bin, "--arch", "rev_lstm", *NMT_SIZES, *extra)
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--dropout-embed", "1.0"], r"--dropout-embed must be a probability in \[0, 1\)"),
+        (["--decoder-layers", "0"], "--decoder-layers must be an integer >= 1; got 0"),
+        (["--decoder-embed-dim", "-1"], "--decoder-embed-dim must be an integer >= 1; got -1"),
+        (["--decoder-hidden-sizes", "32,7"], r"--decoder-hidden-size\(s\) must be an even integer >= 2"),
+    ],
+)
+def test_language_model_options_are_checked_at_build(ptb_bin, extra, message):
+    with pytest.raises(ValueError, match=message):
+        build(ptb_bin, "--arch", "rev_gru_lm", "--tokens-per-sample", "30", *extra, task="language_modeling")
+
+
+@pytest.mark.parametrize(
+    "arch, extra, bound",
+    [
+        ("rev_lstm_lm", [], 0.9375),
+        ("rev_gru_lm", [], None),
+        ("rev_lstm_lm", ["--max-hidden-forget", "none"], None),
+        ("rev_gru_lm", ["--max-hidden-forget", "0.75"], 0.75),
+        ("rev_lstm_lm", ["--no-forgetting"], None),
+    ],
+)
+def test_the_forget_bound_of_h_defaults_by_cell(ptb_bin, arch, extra, bound):
+    _, model, _ = build(ptb_bin, "--arch", arch, "--decoder-embed-dim", "16", "--decoder-hidden-size", "16",
+                        "--tokens-per-sample", "30", *extra, task="language_modeling")  # fmt: skip
+    assert model.decoder.rnn.config.forgetting.hidden_ceiling == bound
+
+
+def test_language_model_eos_break_mode_loads(ptb_bin):
+    """fairseq's TokenBlockDataset in eos mode uses np.compat (gone in numpy 2)."""
+    task, model, criterion = build(
+        ptb_bin, "--arch", "rev_lstm_lm", "--decoder-embed-dim", "16", "--decoder-hidden-size", "16",
+        "--tokens-per-sample", "100", "--sample-break-mode", "eos", "--criterion", "rev_cross_entropy",
+        task="language_modeling",
+    )  # fmt: skip
+    batch = sample(task, n=4)
+    eos = task.dictionary.eos()
+    assert batch["net_input"]["src_tokens"][:, 0].eq(eos).all(), "each sample starts a sentence"
+    assert batch["target"].eq(eos).sum(1).eq(1).all(), "and holds exactly one"
+    loss, _, _ = criterion(model, batch)
+    assert torch.isfinite(loss)

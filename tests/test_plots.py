@@ -12,6 +12,8 @@ from .data import PLUGIN, REPO, cli
 from .fairseq_helpers import TINY_NMT
 from .test_cli import COMMON
 
+pytestmark = pytest.mark.cli
+
 SCHEDULE = ["--max-update", "6", "--validate-interval-updates", "3", "--no-save"]  # 5 updates per epoch
 TAB10_BLUE, TAB10_ORANGE = (31, 119, 180), (255, 127, 14)  # the first and second run's colours
 

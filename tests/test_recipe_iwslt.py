@@ -20,6 +20,8 @@ from fairseq_revrnn.recipes.text import moses
 from .data import MULTI30K, head_lines, recipe
 from .http_server import serve
 
+pytestmark = pytest.mark.cli
+
 TALK = 23  # sentences per talk: a title, a description and 21 body lines
 TALKS = 10
 SETS_2016 = {"IWSLT16.TED.tst2013": 20, "IWSLT16.TED.tst2014": 15, "IWSLT16.TED.dev2010": 7}  # dev2010: unused

@@ -21,6 +21,8 @@ from fairseq_revrnn.recipes.results import summarise
 from .data import recipe, succeeded
 from .http_server import serve
 
+pytestmark = pytest.mark.cli
+
 LINES = 200
 SPLITS = ("train", "valid", "test")
 # Shrinks the cpu-sized models so that a few updates take seconds; EXTRA overrides the recipe's 2 layers.

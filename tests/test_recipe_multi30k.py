@@ -12,6 +12,8 @@ from fairseq_revrnn.recipes.text import moses
 from .data import MULTI30K, head_lines, recipe, succeeded
 from .http_server import serve
 
+pytestmark = pytest.mark.cli
+
 LINES = 120
 
 

@@ -94,13 +94,13 @@ class GRUHalf:
         r = torch.sigmoid(a[:, n:])
         u = r * h_o
         g = torch.tanh(torch.addmm(px[:, 2 * n :], u, w[2 * n :].t()))
-        z = fg.limit(s)
+        z = fg.hidden.limit(s)
         return s, z, r, u, g
 
     @staticmethod
     def step(G, state: list[Tensor], ups: list[Updater], fg: Forgetting, t: int, valid, dtype) -> list[Tensor]:
         _, z, _, _, g = G
-        zq = None if fg.disabled else fg.quantize(z)
+        zq = None if fg.disabled else fg.hidden.quantize(z)
         (h,) = state
         (up,) = ups
         return [up.add(up.mul(h, zq, t, valid), (1 - z) * g, valid)]
@@ -110,7 +110,7 @@ class GRUHalf:
         G, state: list[Tensor], ups: list[Updater], fg: Forgetting, t: int, valid, dtype, kept_old
     ) -> list[Tensor]:
         _, z, _, _, g = G
-        zq = None if fg.disabled else fg.quantize(z)
+        zq = None if fg.disabled else fg.hidden.quantize(z)
         (h,) = state
         (up,) = ups
         base = h - to_fixed((1 - z) * g)
@@ -152,7 +152,7 @@ class GRUHalf:
         da_g = dh * (1 - z) * (1 - g * g)
         du = da_g @ w[2 * n :]
         da_r = du * h_o * r * (1 - r)
-        da_z = dz * fg.alpha * s * (1 - s)
+        da_z = dz * fg.hidden.alpha * s * (1 - s)
         dzr = torch.cat([da_z, da_r], dim=1)
         dh_o = torch.addmm(du * r, dzr, w[: 2 * n])
         dw[: 2 * n].addmm_(dzr.t(), h_o)
@@ -177,7 +177,7 @@ class LSTMHalf:
         sg = torch.sigmoid(a[:, : 4 * n])
         sf, i, o, sp = sg.split(n, dim=1)
         g = torch.tanh(a[:, 4 * n :])
-        return sf, fg.limit(sf), i, o, sp, fg.limit(sp), g
+        return sf, fg.limit(sf), i, o, sp, fg.hidden.limit(sp), g
 
     @staticmethod
     def step(G, state: list[Tensor], ups: list[Updater], fg: Forgetting, t: int, valid, dtype) -> list[Tensor]:
@@ -186,7 +186,7 @@ class LSTMHalf:
         up_h, up_c = ups
         fq = pq = None
         if not fg.disabled:
-            fq, pq = fg.quantize(f), fg.quantize(p)
+            fq, pq = fg.quantize(f), fg.hidden.quantize(p)
         c_new = up_c.add(up_c.mul(c, fq, t, valid), i * g, valid)
         h_new = up_h.add(up_h.mul(h, pq, t, valid), o * torch.tanh(to_float(c_new, dtype)), valid)
         return [h_new, c_new]
@@ -200,7 +200,7 @@ class LSTMHalf:
         up_h, up_c = ups
         fq = pq = None
         if not fg.disabled:
-            fq, pq = fg.quantize(f), fg.quantize(p)
+            fq, pq = fg.quantize(f), fg.hidden.quantize(p)
         base_h = h - to_fixed(o * torch.tanh(to_float(c, dtype)))
         base_c = c - to_fixed(i * g)
         if valid is not None:
@@ -247,7 +247,7 @@ class LSTMHalf:
             dh_old, dc_old = dh, dct
         else:
             da_f = dct * c_old * fg.alpha * sf * (1 - sf)
-            da_p = dh * h_old * fg.alpha * sp * (1 - sp)
+            da_p = dh * h_old * fg.hidden.alpha * sp * (1 - sp)
             dh_old, dc_old = dh * p, dct * f
         dpre = torch.cat([da_f, da_i, da_o, da_p, da_g], dim=1)
         dh_o = dpre @ w

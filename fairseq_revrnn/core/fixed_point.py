@@ -7,7 +7,8 @@ integer arithmetic on these, so forward and reverse agree bit for bit.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from functools import cached_property
 from typing import Optional
 
 import torch
@@ -18,14 +19,26 @@ _H_SCALE = float(2**RH)
 _H_INV = float(2.0**-RH)
 
 
+def wide_dtype(dtype: torch.dtype) -> torch.dtype:
+    """The dtype in which values of ``dtype`` meet the fixed-point scale.
+
+    ``2**RH`` times a float16 value overflows float16 (max 65504), and an int64
+    ``h*`` cast to float16 is inf beyond that; bfloat16 has the range but 8
+    mantissa bits. Scaling therefore happens in float32 (float64 stays float64),
+    which holds every float16/bfloat16 value exactly, so the integers do not
+    depend on the narrow dtype's range.
+    """
+    return torch.float64 if dtype == torch.float64 else torch.float32
+
+
 def to_fixed(x: torch.Tensor) -> torch.Tensor:
     """Round a float tensor to the fixed-point grid (int64 ``h*``)."""
-    return torch.round(x * _H_SCALE).to(torch.int64)
+    return torch.round(x.to(wide_dtype(x.dtype)) * _H_SCALE).to(torch.int64)
 
 
 def to_float(h: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-    """The float value of fixed-point integers (exact while ``|h*| < 2**mantissa``)."""
-    return h.to(dtype).mul_(_H_INV)
+    """The float value of fixed-point integers, rounded once to ``dtype``."""
+    return h.to(wide_dtype(dtype)).mul_(_H_INV).to(dtype)
 
 
 def on_grid(h: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
@@ -33,31 +46,73 @@ def on_grid(h: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     return to_fixed(to_float(h, dtype))
 
 
+def check_ceiling(name: str, value: Optional[float], max_bits: Optional[int], disabled: bool = False) -> None:
+    """Refuse a forget-value ceiling that leaves no forget value to use, naming the option ``name``."""
+    if value is None:
+        return
+    if disabled:
+        raise ValueError(f"{name} bounds forget values; the no-forgetting variant has none")
+    floor = 2 ** (RZ - max_bits) if max_bits is not None else 1
+    low = floor / 2**RZ
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not low < value < 1:
+        raise ValueError(f"{name} must be a number in ({low:g}, 1), above the smallest forget value; got {value!r}")
+    if int(value * 2**RZ) <= floor:
+        raise ValueError(f"{name}={value!r} leaves no forget value above {low:g} on the 2**-{RZ} grid")
+
+
 @dataclass(frozen=True)
 class Forgetting:
-    """How much a forget value may destroy per step.
+    """How much a forget value may destroy per step, and how little.
 
     ``max_bits=k`` confines every forget value to ``(2**-k, 1)`` via
     ``z = (1 - 2**-k) * sigmoid(a) + 2**-k``; ``None`` means no limit (only
     ``z* >= 1``). ``disabled`` is the no-forgetting (NF) variant: the
     multiplicative forget factor is exactly 1 and updates are purely additive.
+
+    ``ceiling`` caps the forget values at ``z*max / 2**RZ`` (the grid point at
+    or below it): ``z = beta + (ceiling - beta) * sigmoid(a)``. Without it the
+    largest is ``(2**RZ - 1) / 2**RZ``. ``hidden_ceiling`` is the cap for the
+    forget value of the hidden state ``h`` (RevLSTM's ``p``, RevGRU's ``z``):
+    ``h <- p h + o tanh(c)`` adds up to 1 per step, so ``|h|`` stays below
+    ``1 / (1 - ceiling)`` instead of growing towards ``2**RZ`` on long
+    sequences. :attr:`hidden` is the forgetting applied to ``h``.
     """
 
     max_bits: Optional[int] = 3
     disabled: bool = False
+    ceiling: Optional[float] = None
+    hidden_ceiling: Optional[float] = None
 
     def __post_init__(self) -> None:
         bits = self.max_bits
         if bits is not None and (isinstance(bits, bool) or not isinstance(bits, int) or not 1 <= bits <= RZ):
             raise ValueError(f"max_forget_bits must be an integer in 1..{RZ} or None (no limit); got {bits!r}")
+        check_ceiling("ceiling", self.ceiling, bits, self.disabled)
+        check_ceiling("hidden_ceiling", self.hidden_ceiling, bits, self.disabled)
+
+    @cached_property
+    def hidden(self) -> Forgetting:
+        """The forgetting applied to the hidden state ``h``."""
+        if self.hidden_ceiling is None:
+            return self
+        return replace(self, ceiling=self.hidden_ceiling, hidden_ceiling=None)
 
     @property
     def limited(self) -> bool:
         return self.max_bits is not None and not self.disabled
 
     @property
+    def max_z(self) -> int:
+        return 2**RZ - 1 if self.ceiling is None else int(self.ceiling * 2**RZ)
+
+    @property
+    def top(self) -> float:
+        """The largest forget value before quantisation."""
+        return 1.0 if self.ceiling is None else self.max_z / 2**RZ
+
+    @property
     def alpha(self) -> float:
-        return 1.0 - 2.0**-self.max_bits if self.limited else 1.0
+        return self.top - self.beta
 
     @property
     def beta(self) -> float:
@@ -68,11 +123,11 @@ class Forgetting:
         return 2 ** (RZ - self.max_bits) if self.limited else 1
 
     def limit(self, s: torch.Tensor) -> torch.Tensor:
-        """Map a sigmoid output in (0, 1) to a forget value in (2**-k, 1)."""
-        if not self.limited:
+        """Map a sigmoid output in (0, 1) to a forget value in (beta, top)."""
+        if self.alpha == 1.0 and self.beta == 0.0:
             return s
         return s * self.alpha + self.beta
 
     def quantize(self, z: torch.Tensor) -> torch.Tensor:
         """Integer numerator ``z*`` of the forget value actually applied."""
-        return torch.round(z * float(2**RZ)).clamp_(self.min_z, 2**RZ - 1).to(torch.int64)
+        return torch.round(z * float(2**RZ)).clamp_(self.min_z, self.max_z).to(torch.int64)

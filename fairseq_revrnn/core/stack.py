@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Optional, Sequence, Union
 
 import torch
@@ -11,7 +11,7 @@ from torch import nn
 from .cells import get_cell
 from .dropout import SeededMask, StackMasks
 from .engine import ExactState, ReversibleStackFunction, StackCall, StackConfig, advance, run_ordinary, trace_exact
-from .fixed_point import Forgetting
+from .fixed_point import Forgetting, check_ceiling
 from .head import StepHead
 from .inputs import DenseInput, EmbeddingInput
 from .memory import MemoryStats
@@ -45,7 +45,9 @@ class ReversibleRNN(nn.Module):
     reversible Function); ``False`` runs the same cells, with bit-identical
     values, in ordinary autograd mode. ``slice_dim`` keeps the first units of
     the top layer's h1 at every step (for attention); those units skip the
-    buffer because they are stored anyway.
+    buffer because they are stored anyway. ``max_hidden_forget`` caps the
+    forget value of ``h`` (RevLSTM's ``p``, RevGRU's ``z``), so that a RevLSTM's
+    ``|h|`` stays below ``1 / (1 - max_hidden_forget)`` on long sequences.
     """
 
     def __init__(
@@ -55,6 +57,7 @@ class ReversibleRNN(nn.Module):
         hidden_sizes: Sequence[int],
         max_forget_bits: Optional[int] = 3,
         no_forgetting: bool = False,
+        max_hidden_forget: Optional[float] = None,
         slice_dim: int = 0,
         dropout_in: float = 0.0,
         dropout_out: float = 0.0,
@@ -80,6 +83,8 @@ class ReversibleRNN(nn.Module):
         if chunk_size < 1:
             raise ValueError(f"chunk_size must be >= 1; got {chunk_size!r}")
         forgetting = Forgetting(None if no_forgetting else max_forget_bits, disabled=no_forgetting)
+        check_ceiling("max_hidden_forget", max_hidden_forget, forgetting.max_bits, no_forgetting)
+        forgetting = replace(forgetting, hidden_ceiling=max_hidden_forget)
         self.config = StackConfig(cell, input_size, hidden_sizes, forgetting, slice_dim, chunk_size)
         self.cell_type = cell_type
         self.reversible = reversible

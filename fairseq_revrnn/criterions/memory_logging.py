@@ -9,6 +9,7 @@ across workers) and turned into ratios in ``reduce_metrics``, so that
 
 from __future__ import annotations
 
+from fairseq import utils
 from fairseq.logging import metrics
 
 KINDS = ("naive", "actual", "ideal")
@@ -25,8 +26,10 @@ def add_memory(model, logging_output: dict) -> None:
 
 
 def _ratio(meters, parts: list[str], kind: str) -> float:
-    naive = sum(meters[f"_mem_{p}_naive"].sum for p in parts)
-    other = sum(meters[f"_mem_{p}_{kind}"].sum for p in parts)
+    """naive / kind over ``parts``. With several workers fairseq all-reduces the
+    logging outputs, so the sums arrive as tensors: read them as floats."""
+    naive = sum(float(utils.item(meters[f"_mem_{p}_naive"].sum)) for p in parts)
+    other = sum(float(utils.item(meters[f"_mem_{p}_{kind}"].sum)) for p in parts)
     return round(naive / other, 2) if other > 0 else float("nan")
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Optional, Sequence
 
 import torch
 from fairseq.dataclass import ChoiceEnum
@@ -11,7 +11,7 @@ from torch import nn
 
 from ..core import EmbeddingInput, ReversibleRNN
 from ..core.dropout import variational_mask
-from ..core.fixed_point import RZ
+from ..core.fixed_point import RZ, check_ceiling
 from ..core.memory import MemoryStats
 
 CELL_CHOICES = ChoiceEnum(["lstm", "gru"])
@@ -22,6 +22,10 @@ HELP = {
     "cell_type": "reversible cell: lstm (RevLSTM) or gru (RevGRU)",
     "max_forget_bits": f"forget at most this many bits per unit and step (1..{RZ}) or 'none' for no limit",
     "no_forgetting": "no-forgetting (NF) variant: forget values fixed at 1, purely additive updates",
+    "max_hidden_forget": "upper bound on the forget value of h (RevLSTM's p in h <- p*h + o*tanh(c), RevGRU's z): "
+    "a number in (2^-k, 1) for --max-forget-bits k, 'none' (the paper's cells: up to 1023/1024, so a RevLSTM's |h| "
+    "can grow towards 1000 on long sequences), or 'auto': 0.9375 for RevLSTM (|h| < 16), none for RevGRU (its h is "
+    "a convex combination, |h| <= 1). Costs at least -log2(bound) bits per unit and step",
     "no_reversible": "train in ordinary autograd mode (every step stored) instead of reversibly",
     "dropout_in": "variational dropout on the first layer's inputs (one mask per sequence)",
     "dropout_out": "variational dropout on each layer's outputs (one mask per sequence)",
@@ -38,10 +42,54 @@ def forget_bits(value) -> Optional[int]:
     return None if text == "none" else int(text)
 
 
+LSTM_HIDDEN_FORGET = 0.9375  # 1 - 2**-4: a RevLSTM's |h| stays below 16
+
+
+def hidden_forget(cfg) -> Optional[float]:
+    """Parse ``--max-hidden-forget``: a number, 'none', or 'auto' (the cell's default)."""
+    text = str(cfg.max_hidden_forget).lower()
+    if text == "auto":
+        return LSTM_HIDDEN_FORGET if str(cfg.cell_type) == "lstm" and not cfg.no_forgetting else None
+    if text == "none":
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        raise ValueError(
+            f"--max-hidden-forget must be a number in (0, 1), 'none' or 'auto'; got {cfg.max_hidden_forget!r}"
+        ) from None
+
+
 def check_even(option: str, value: int) -> int:
-    if value < 2 or value % 2:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 2 or value % 2:
         raise ValueError(f"{option} must be an even integer >= 2 (reversible cells split it in halves); got {value}")
     return value
+
+
+def option_name(field_name: str) -> str:
+    """The command-line spelling of a config field: ``dropout_in`` -> ``--dropout-in``."""
+    return "--" + field_name.replace("_", "-")
+
+
+DROPOUTS = ("dropout_in", "dropout_out", "dropout_hidden", "dropout_embed")
+
+
+def check_options(cfg, positive: Sequence[str], even: Sequence[str]) -> None:
+    """Refuse numeric options out of range at model build, naming the option and what is allowed:
+    ``positive`` integers >= 1, ``even`` hidden sizes, the dropouts, the forget bound."""
+    for name in positive:
+        value = getattr(cfg, name)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{option_name(name)} must be an integer >= 1; got {value!r}")
+    for name in even:
+        check_even(option_name(name), getattr(cfg, name))
+    for name in DROPOUTS:
+        p = getattr(cfg, name)
+        if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0 <= p < 1:
+            raise ValueError(f"{option_name(name)} must be a probability in [0, 1); got {p!r}")
+    disabled = bool(cfg.no_forgetting)
+    bits = None if disabled else forget_bits(cfg.max_forget_bits)
+    check_ceiling("--max-hidden-forget", hidden_forget(cfg), bits, disabled)
 
 
 def build_stack(cfg, input_size: int, sizes: list[int], slice_dim: int, chunk_size: int) -> ReversibleRNN:
@@ -54,6 +102,7 @@ def build_stack(cfg, input_size: int, sizes: list[int], slice_dim: int, chunk_si
         sizes,
         max_forget_bits=forget_bits(cfg.max_forget_bits),
         no_forgetting=bool(cfg.no_forgetting),
+        max_hidden_forget=hidden_forget(cfg),
         slice_dim=slice_dim,
         dropout_in=cfg.dropout_in,
         dropout_out=cfg.dropout_out,

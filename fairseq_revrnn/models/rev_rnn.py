@@ -27,7 +27,7 @@ from .common import (
     HELP,
     ReversibleDecoder,
     build_stack,
-    check_even,
+    check_options,
     embedded_tokens,
     embedding,
     uniform_parameter,
@@ -60,6 +60,7 @@ class RevRNNConfig(FairseqDataclass):
     )
     max_forget_bits: FORGET_BITS_CHOICES = field(default="3", metadata={"help": HELP["max_forget_bits"]})
     no_forgetting: bool = field(default=False, metadata={"help": HELP["no_forgetting"]})
+    max_hidden_forget: str = field(default="auto", metadata={"help": HELP["max_hidden_forget"]})
     no_reversible: bool = field(default=False, metadata={"help": HELP["no_reversible"]})
     dropout_in: float = field(default=0.4, metadata={"help": HELP["dropout_in"]})
     dropout_out: float = field(default=0.4, metadata={"help": HELP["dropout_out"] + " and on the attention output"})
@@ -186,8 +187,12 @@ class RevRNNModel(FairseqEncoderDecoderModel):
 
     @classmethod
     def build_model(cls, cfg, task):
-        check_even("--encoder-hidden-size", cfg.encoder_hidden_size)
-        check_even("--decoder-hidden-size", cfg.decoder_hidden_size)
+        check_options(
+            cfg,
+            positive=("encoder_embed_dim", "encoder_layers", "decoder_embed_dim", "decoder_layers",
+                      "max_source_positions", "max_target_positions"),
+            even=("encoder_hidden_size", "decoder_hidden_size"),
+        )  # fmt: skip
         if cfg.decoder_layers != cfg.encoder_layers or cfg.decoder_hidden_size != cfg.encoder_hidden_size:
             raise ValueError(
                 "--decoder-layers/--decoder-hidden-size must equal --encoder-layers/--encoder-hidden-size: the decoder "
@@ -228,6 +233,7 @@ def base_architecture(args):
     args.attention_slice_dim = safe_getattr(args, "attention_slice_dim", None)
     args.max_forget_bits = safe_getattr(args, "max_forget_bits", "3")
     args.no_forgetting = safe_getattr(args, "no_forgetting", False)
+    args.max_hidden_forget = safe_getattr(args, "max_hidden_forget", "auto")
     args.no_reversible = safe_getattr(args, "no_reversible", False)
     args.dropout_in = safe_getattr(args, "dropout_in", 0.4)
     args.dropout_out = safe_getattr(args, "dropout_out", 0.4)

@@ -20,6 +20,7 @@ from .common import (
     ReversibleDecoder,
     build_stack,
     check_even,
+    check_options,
     embedding,
 )
 
@@ -36,6 +37,7 @@ class RevRNNLMConfig(FairseqDataclass):
     )
     max_forget_bits: FORGET_BITS_CHOICES = field(default="3", metadata={"help": HELP["max_forget_bits"]})
     no_forgetting: bool = field(default=False, metadata={"help": HELP["no_forgetting"]})
+    max_hidden_forget: str = field(default="auto", metadata={"help": HELP["max_hidden_forget"]})
     no_reversible: bool = field(default=False, metadata={"help": HELP["no_reversible"]})
     dropout_in: float = field(default=0.3, metadata={"help": HELP["dropout_in"]})
     dropout_out: float = field(default=0.4, metadata={"help": HELP["dropout_out"]})
@@ -90,6 +92,7 @@ class RevRNNLanguageModel(FairseqLanguageModel):
 
     @classmethod
     def build_model(cls, cfg, task):
+        check_options(cfg, positive=("decoder_embed_dim", "decoder_layers", "tokens_per_sample"), even=())
         return cls(RevRNNLMDecoder(cfg, task.target_dictionary))
 
     def memory_stats(self) -> dict:
@@ -104,6 +107,7 @@ def base_lm_architecture(args):
     args.decoder_hidden_sizes = safe_getattr(args, "decoder_hidden_sizes", None)
     args.max_forget_bits = safe_getattr(args, "max_forget_bits", "3")
     args.no_forgetting = safe_getattr(args, "no_forgetting", False)
+    args.max_hidden_forget = safe_getattr(args, "max_hidden_forget", "auto")
     args.no_reversible = safe_getattr(args, "no_reversible", False)
     args.dropout_in = safe_getattr(args, "dropout_in", 0.3)
     args.dropout_out = safe_getattr(args, "dropout_out", 0.4)
