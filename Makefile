@@ -11,7 +11,7 @@ CONSTRAIN := -c constraints.txt
 TORCH_VERSION ?= 2.13.0
 FAIRSEQ := fairseq-fixed==0.12.3.1
 
-.PHONY: demo test test-fast bench bench-quick lint clean env
+.PHONY: demo test test-fast mutate bench bench-quick lint clean env
 
 demo: $(VENV)/.package
 	$(PY) scripts/demo.py
@@ -22,6 +22,10 @@ test: $(VENV)/.package
 # The inner loop: core and in-process fairseq tests, no command-line subprocesses.
 test-fast: $(VENV)/.package
 	$(PY) -m pytest -q tests -m "not cli"
+
+# Small bugs applied one at a time: do the fast tests catch each? (scripts/mutate.py)
+mutate: $(VENV)/.package
+	$(PY) scripts/mutate.py
 
 bench: $(VENV)/.package
 	$(PY) scripts/bench_core.py

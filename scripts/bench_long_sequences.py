@@ -11,9 +11,10 @@ dropout (0.2 in and out, no DropConnect) and optimiser (Adam, lr 0.003, clip
 0.25):
 
 1. long: ``--tokens-per-sample LENGTH``, 2 layers of ``--hidden`` units, batch
-   4: fairseq's ``lstm_lm`` and ``rev_lstm_lm`` with each bound: the loss at
-   the end (mean of the last 5 updates), the worst loss and gradient norm on
-   the way, and the logged memory savings;
+   4: fairseq's ``lstm_lm``, ``rev_lstm_lm`` with each bound, and the paper's
+   cell (no bound) in ordinary autograd mode: the loss at the end (mean of the
+   last 5 updates), the worst loss and gradient norm on the way, and the
+   logged memory savings;
 2. short, where the paper trains: T=70, 2 layers of 256, batch 20, for
    ``--short-updates`` updates: validation perplexity and memory savings with
    each bound, i.e. what the bound costs.
@@ -47,14 +48,20 @@ DROPOUT = {
 }
 
 
+ORDINARY = " --no-reversible"  # suffix of a bound: the same cells in ordinary autograd mode
+
+
 def model_args(bound: str | None, hidden: int) -> list[str]:
-    """``bound`` None: fairseq's lstm_lm; else rev_lstm_lm with --max-hidden-forget bound."""
+    """``bound`` None: fairseq's lstm_lm; else rev_lstm_lm with --max-hidden-forget bound
+    (and --no-reversible if the bound ends with it)."""
     size = ["--decoder-layers", "2", "--decoder-hidden-size", str(hidden), "--decoder-embed-dim", str(hidden)]
     if bound is None:
         return ["--arch", "lstm_lm", *size, "--decoder-out-embed-dim", str(hidden), *DROPOUT["lstm"],
                 "--criterion", "cross_entropy"]  # fmt: skip
+    value, ordinary = bound.removesuffix(ORDINARY), bound.endswith(ORDINARY)
     return ["--arch", "rev_lstm_lm", *size, *DROPOUT["rev"], "--max-forget-bits", "3",
-            "--max-hidden-forget", bound, "--criterion", "rev_cross_entropy"]  # fmt: skip
+            "--max-hidden-forget", value, "--criterion", "rev_cross_entropy",
+            *(["--no-reversible"] if ordinary else [])]  # fmt: skip
 
 
 def train(data: Path, args: list[str], log: Path) -> str:
@@ -84,7 +91,8 @@ def long_part(data: Path, work: Path, args, bounds: list[str | None], bar: tqdm)
     for bound in bounds:
         extra = ["--tokens-per-sample", str(args.length), "--batch-size", "4", "--max-update", str(args.updates),
                  "--disable-validation"]  # fmt: skip
-        text = train(data, [*model_args(bound, args.hidden), *extra], work / f"long-{bound}.log")
+        name = (bound or "lstm_lm").replace(ORDINARY, "-ordinary")
+        text = train(data, [*model_args(bound, args.hidden), *extra], work / f"long-{name}.log")
         steps = records(text, "train_inner")
         losses = [number(r, "loss") for r in steps]
         gnorms = [number(r, "gnorm") for r in steps]
@@ -139,8 +147,8 @@ def main() -> None:
     data = args.data.resolve() if args.data else prepare(work)
     bounds = args.bounds.split(",")
     short = bounds if args.short_updates else []
-    bar = tqdm(total=1 + len(bounds) + len(short), desc="runs")
-    table = long_part(data, work, args, [None, *bounds], bar)
+    bar = tqdm(total=2 + len(bounds) + len(short), desc="runs")
+    table = long_part(data, work, args, [None, *bounds, "none" + ORDINARY], bar)
     if short:
         table += [""] + short_part(data, work, args, short, bar)
     bar.close()

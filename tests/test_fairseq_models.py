@@ -296,3 +296,49 @@ def test_language_model_eos_break_mode_loads(ptb_bin):
     assert batch["target"].eq(eos).sum(1).eq(1).all(), "and holds exactly one"
     loss, _, _ = criterion(model, batch)
     assert torch.isfinite(loss)
+
+
+def test_beam_search_scores_equal_forced_scoring_of_the_hypotheses(multi30k_bin):
+    """Beam 4 over several sentences reorders the encoder output and the decoder's exact state
+    (with its buffers) at every step; each hypothesis's token scores must be what a teacher-forced
+    pass over that hypothesis alone gives."""
+    from fairseq.sequence_generator import SequenceGenerator
+
+    task, model, _ = build(
+        multi30k_bin, "--arch", "rev_lstm", *TINY_NMT, "--attention-slice-dim", "5", "--encoder-layers", "2",
+        "--decoder-layers", "2",
+    )  # fmt: skip
+    model.eval()
+    src_dict, tgt = task.source_dictionary, task.target_dictionary
+    generator = SequenceGenerator([model], tgt, beam_size=4, max_len_a=0, max_len_b=10)
+    batch = sample(task, n=4)
+    checked = 0
+    for i, nbest in enumerate(generator.generate([model], batch)):
+        src = batch["net_input"]["src_tokens"][i]
+        src = src[src.ne(src_dict.pad())].unsqueeze(0)
+        for hyp in nbest:
+            tokens = hyp["tokens"]
+            prev = torch.cat([tokens.new_tensor([tgt.eos()]), tokens[:-1]]).unsqueeze(0)
+            with torch.no_grad():
+                logits, _ = model(src, torch.tensor([src.shape[1]]), prev)
+            forced = torch.log_softmax(logits[0].float(), -1).gather(1, tokens.unsqueeze(1)).squeeze(1)
+            assert torch.allclose(hyp["positional_scores"], forced, atol=1e-4), (i, hyp, forced)
+            checked += 1
+    assert checked == 16
+
+
+class NotAllowListed:
+    """Any class fairseq does not write into checkpoints."""
+
+
+def test_safe_loading_still_refuses_other_objects_in_process(tmp_path):
+    import argparse
+    import pickle
+
+    import fairseq_revrnn  # noqa: F401  (installs the allow-list)
+
+    torch.save({"args": argparse.Namespace(arch="lstm")}, tmp_path / "fairseq.pt")
+    assert torch.load(tmp_path / "fairseq.pt")["args"].arch == "lstm"
+    torch.save({"x": NotAllowListed()}, tmp_path / "other.pt")
+    with pytest.raises(pickle.UnpicklingError, match="NotAllowListed"):
+        torch.load(tmp_path / "other.pt")

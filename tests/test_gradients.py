@@ -52,6 +52,31 @@ def test_gradients_match_ordinary_mode_float64(cell, layers, steps, limit, seed,
 
 
 @pytest.mark.parametrize("cell", ["gru", "lstm"])
+@pytest.mark.parametrize("limit", LIMITS)
+def test_gradients_match_ordinary_mode_for_every_cell_and_forgetting_mode(cell, limit):
+    """Each cell with each forgetting mode (incl. no forgetting), explicitly: padding, initial
+    state, a slice, a bound on h's forget value where there is forgetting, two layers."""
+    bound = None if limit == "nf" else 0.9
+    module = make(cell, [8, 6], limit, torch.float64, slice_dim=2, chunk_size=3, max_hidden_forget=bound)
+    x = torch.randn(11, 3, 6, dtype=torch.float64, requires_grad=True)
+    valid = torch.ones(11, 3, dtype=torch.bool)
+    valid[8:, 2] = False
+    state = [tuple(torch.randn(3, h, dtype=torch.float64, requires_grad=True) for _ in range(module.config.nvars))
+             for h in (8, 6)]  # fmt: skip
+    grads = compare(module, x, valid, state, 1e-6)
+    assert all(g.abs().sum() > 0 for g in grads)
+
+
+@pytest.mark.parametrize("chunk_size", [1, 3, 8])
+def test_float32_gradients_match_with_every_chunk_size(chunk_size):
+    """float32 is where the backward's chunk boundaries must match the forward's exactly: a
+    recomputed input projection of another shape rounds differently and the reversal drifts."""
+    module = make("lstm", [16, 12], 3, torch.float32, slice_dim=3, chunk_size=chunk_size)
+    x = (torch.randn(60, 4, 6) * 5).requires_grad_()
+    compare(module, x, None, None, 1e-4)
+
+
+@pytest.mark.parametrize("cell", ["gru", "lstm"])
 @pytest.mark.parametrize("limit", [2, None])
 def test_gradients_match_ordinary_mode_float32_with_dropout(cell, limit):
     torch.manual_seed(0)

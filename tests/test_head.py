@@ -54,3 +54,34 @@ def test_head_keeps_no_top_layer_outputs():
         out = module(x, head=head)
     out.outputs.sum().backward()
     assert (50, 4, 32) not in meter.shapes and (50, 4, 16) in meter.shapes  # only the given input
+
+
+def test_output_head_gradients_match_ordinary_mode_through_its_linear_layer():
+    """The output projection's weight and bias gradients are computed by the engine for all steps
+    at once (``linear_slots``); ordinary autograd is the reference."""
+    from fairseq_revrnn.core import OutputHead
+
+    dt = torch.float64
+    module = ReversibleRNN("gru", 5, [8, 6], max_forget_bits=3, slice_dim=2).to(dt)
+    x = torch.randn(9, 3, 5, dtype=dt, requires_grad=True)
+    src_tokens = torch.randint(2, 12, (4, 3))
+    src_pad = torch.zeros(4, 3, dtype=torch.bool)
+    src_pad[3, 1] = True
+    leaves = {
+        "w_out": torch.randn(13, 7, dtype=dt), "b_out": torch.randn(13, dtype=dt),
+        "w_proj": torch.randn(7, 6, dtype=dt), "w_a": torch.randn(6, 5 + 2, dtype=dt),
+        "w_c": torch.randn(6, 7 + 6, dtype=dt), "slices": torch.randn(4, 3, 2, dtype=dt),
+        "src_embed": torch.randn(12, 5, dtype=dt),
+    }  # fmt: skip
+    for t in leaves.values():
+        t.requires_grad_()
+    results = []
+    for reversible in (True, False):
+        module.reversible = reversible
+        head = OutputHead(1, **leaves, src_tokens=src_tokens, src_pad=src_pad)
+        assert head.linear_slots is not None and head.linear_slots[1] is not None
+        out = module(x, head=head)
+        loss = torch.log_softmax(out.outputs, -1)[..., :4].sum() * 3.0
+        results.append(torch.autograd.grad(loss, [*leaves.values(), x, *module.parameters()]))
+    assert max_relative_error(results[0], results[1]) <= 1e-6
+    assert all(g.abs().sum() > 0 for g in results[0])

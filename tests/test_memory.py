@@ -85,3 +85,20 @@ def test_dropout_masks_cost_one_seed_each():
     out.outputs.sum().backward()
     connect = {tuple(module.weight_hh1_l0.shape), tuple(module.weight_hh1_l1.shape)}
     assert not connect & set(meter.shapes), "DropConnect masks are regenerated from seeds, not kept"
+
+
+@pytest.mark.parametrize("cell", ["gru", "lstm"])
+def test_padded_positions_add_no_bits(cell):
+    """The same sequences with trailing padding count exactly the ideal bits of the unpadded run
+    (no slice: a stored slice has a row for every position, padded or not)."""
+    module = ReversibleRNN(cell, 8, [16, 12], max_forget_bits=3, chunk_size=1)
+    x = torch.randn(12, 3, 8)
+    short = torch.ones(7, 3, dtype=torch.bool)
+    short[5:, 1] = False
+    padded = torch.zeros(12, 3, dtype=torch.bool)
+    padded[:7] = short
+    with torch.no_grad():
+        a = module(x[:7], short).memory
+        b = module(x, padded).memory
+    assert [m.ideal_bits for m in a] == [m.ideal_bits for m in b]
+    assert [m.ideal_bits for m in a] != [m.ideal_bits for m in module(x[:7]).memory], "padding is not free"
