@@ -181,6 +181,15 @@ def test_user_dir_works_from_an_installed_copy(multi30k_bin, tmp_path):
     assert (tmp_path / "ckpt" / "checkpoint_last.pt").exists()
 
 
+def count_test_hypotheses(data, checkpoint, cwd) -> int:
+    """How many test sentences ``fairseq-generate`` (beam 2) translates from ``checkpoint``."""
+    gen = cli(
+        "fairseq-generate", data, "--user-dir", PLUGIN, "--path", checkpoint, "--beam", "2", "--gen-subset", "test",
+        "--batch-size", "32", "--required-batch-size-multiple", "1", "--max-len-b", "5", cwd=cwd,
+    )  # fmt: skip
+    return sum(line.startswith("H-") for line in gen.stdout.splitlines())
+
+
 def test_memory_efficient_fp16_trains_and_generates_on_cpu(multi30k_bin, tmp_path):
     save = tmp_path / "checkpoints"
     args = translation_args(multi30k_bin, save, "lstm", "emb+slice")
@@ -189,12 +198,7 @@ def test_memory_efficient_fp16_trains_and_generates_on_cpu(multi30k_bin, tmp_pat
     assert len(steps) == 2 and MEMORY_KEYS <= set(steps[-1])
     assert "loss_scale" in steps[-1], "fairseq's fp16 optimiser logs its loss scale"
     assert all(math.isfinite(float(s["loss"])) for s in steps)
-    gen = cli(
-        "fairseq-generate", multi30k_bin, "--user-dir", PLUGIN, "--path", save / "checkpoint_last.pt",
-        "--beam", "2", "--gen-subset", "test", "--batch-size", "32", "--required-batch-size-multiple", "1",
-        "--max-len-b", "5", cwd=tmp_path,
-    )  # fmt: skip
-    assert sum(line.startswith("H-") for line in gen.stdout.splitlines()) == 60
+    assert count_test_hypotheses(multi30k_bin, save / "checkpoint_last.pt", tmp_path) == 60
 
 
 def test_language_model_eos_break_mode_and_interactive(ptb_bin, tmp_path):
@@ -256,12 +260,7 @@ def test_hydra_train_with_the_example_config(multi30k_bin, tmp_path):
     steps = [json.loads(line.split(" - ", 1)[1]) for line in out.splitlines() if "[train_inner]" in line]
     assert [s["num_updates"] for s in steps] == ["1", "2"] and MEMORY_KEYS <= set(steps[-1])
     assert (save / "checkpoint_last.pt").exists() and not (tmp_path / "outputs").exists()
-    gen = cli(
-        "fairseq-generate", multi30k_bin, "--user-dir", PLUGIN, "--path", save / "checkpoint_last.pt",
-        "--beam", "2", "--gen-subset", "test", "--batch-size", "32", "--required-batch-size-multiple", "1",
-        "--max-len-b", "5", cwd=tmp_path,
-    )  # fmt: skip
-    assert sum(line.startswith("H-") for line in gen.stdout.splitlines()) == 60
+    assert count_test_hypotheses(multi30k_bin, save / "checkpoint_last.pt", tmp_path) == 60
 
 
 def test_long_sequences_train_stably_with_the_default_forget_bound(ptb_bin, tmp_path):
