@@ -226,10 +226,6 @@ def test_memory_metrics_are_derived_from_all_reduced_tensors():
     assert values["dec_mem_savings_ideal"] == 32.0 and values["mem_savings_ideal"] == round(3840 / 144, 2)
 
 
-NMT_SIZES = ["--encoder-embed-dim", "40", "--decoder-embed-dim", "40", "--encoder-hidden-size", "48",
-             "--decoder-hidden-size", "48"]  # fmt: skip
-
-
 @pytest.mark.parametrize(
     "extra, message",
     [
@@ -250,7 +246,7 @@ NMT_SIZES = ["--encoder-embed-dim", "40", "--decoder-embed-dim", "40", "--encode
 )
 def test_numeric_options_are_checked_at_build(multi30k_bin, extra, message):
     with pytest.raises(ValueError, match=message):
-        build(multi30k_bin, "--arch", "rev_lstm", *NMT_SIZES, *extra)
+        build(multi30k_bin, "--arch", "rev_lstm", *TINY_NMT, *extra)
 
 
 @pytest.mark.parametrize(
