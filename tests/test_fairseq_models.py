@@ -81,18 +81,24 @@ def test_hidden_attention_keeps_encoder_states_as_documented(multi30k_bin):
     ],
 )
 def test_criterions_compute_fairseqs_loss(multi30k_bin, rev, ref, extra):
+    """``--no-fused-loss`` is fairseq's criterion bit for bit; the fused loss equals it to rounding."""
     from fairseq import criterions
 
-    task, model, criterion = build(multi30k_bin, "--arch", "rev_gru", *TINY_NMT, "--criterion", rev, *extra)
+    task, model, criterion = build(
+        multi30k_bin, "--arch", "rev_gru", *TINY_NMT, "--criterion", rev, *extra, "--no-fused-loss"
+    )
+    fused = build(multi30k_bin, "--arch", "rev_gru", *TINY_NMT, "--criterion", rev, *extra)[2]
     model.eval()
     reference = criterions.CRITERION_REGISTRY[ref](task, **_criterion_kwargs(criterion))
     batch = sample(task)
     with torch.no_grad():
         ours, size_a, log_a = criterion(model, batch)
         theirs, size_b, log_b = reference(model, batch)
+        close, _, _ = fused(model, batch)
     assert torch.equal(ours, theirs) and size_a == size_b
     assert {k: v for k, v in log_a.items() if not k.startswith("_mem_")} == log_b
     assert {"_mem_enc_naive", "_mem_dec_actual", "_mem_dec_ideal"} <= set(log_a)
+    assert torch.allclose(close, theirs, rtol=1e-5)
 
 
 def _criterion_kwargs(criterion):

@@ -23,13 +23,14 @@ import torch
 import torch.nn.functional as F
 
 from .head import StepHead
+from .loss import TokenLoss
 
 Tensor = torch.Tensor
 
 ATTENTION_TYPES = ("none", "hidden", "slice", "emb", "emb+slice")
 _SLOTS = (
     "w_out", "b_out", "w_proj", "out_mask", "w_a", "w_c",
-    "hidden", "slices", "src_embed", "src_tokens", "src_pad",
+    "hidden", "slices", "src_embed", "src_tokens", "src_pad", "target",
 )  # fmt: skip
 
 
@@ -46,18 +47,27 @@ class OutputHead(StepHead):
 
     Give tensors by name (see ``_SLOTS``); absent ones are None. ``src_pad``
     is True at padded source positions; ``src_embed_padding_idx`` is the
-    padding index of ``src_embed``.
+    padding index of ``src_embed``. With ``loss`` and ``target`` (T, B), the
+    head's output is the summed loss instead of the logits.
     """
 
-    def __init__(self, src_embed_padding_idx: Optional[int] = None, **named: Optional[Tensor]) -> None:
+    def __init__(
+        self,
+        src_embed_padding_idx: Optional[int] = None,
+        loss: Optional[TokenLoss] = None,
+        **named: Optional[Tensor],
+    ) -> None:
         unknown = set(named) - set(_SLOTS)
         if unknown:
             raise TypeError(f"unknown head tensors: {sorted(unknown)}")
+        if (loss is None) != (named.get("target") is None):
+            raise ValueError("a fused loss needs both loss and target")
         self._names = [n for n in _SLOTS if named.get(n) is not None]
         self.padding_idx = src_embed_padding_idx
-        super().__init__([named[n] for n in self._names])
+        super().__init__([named[n] for n in self._names], loss)
         bias = self._names.index("b_out") if "b_out" in self._names else None
         self.linear_slots = (self._names.index("w_out"), bias)
+        self.target_slot = self._names.index("target") if loss is not None else None
 
     def precompute(self, *tensors: Tensor) -> tuple:
         t = dict(zip(self._names, tensors))

@@ -12,7 +12,7 @@ recomputed gates are bitwise identical.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable, Optional
 
 import torch
@@ -22,6 +22,7 @@ from .cells import Updater
 from .dropout import StackMasks
 from .fixed_point import Forgetting, to_fixed, to_float
 from .head import StepHead
+from .loss import LinearGrads, LossBlocks
 from .memory import MemoryStats, naive_bits
 
 Tensor = torch.Tensor
@@ -59,6 +60,16 @@ class StackCall:
     dtype: torch.dtype = torch.float32
     head: Optional[StepHead] = None
     memory: list[MemoryStats] = field(default_factory=list)
+    padded: bool = False
+
+    def __post_init__(self) -> None:
+        self.padded = self.padded or self.valid is not None
+
+    def skeleton(self) -> StackCall:
+        """This call without any tensor: all the autograd context keeps besides
+        what it saves with ``save_for_backward`` (see :meth:`rebind`)."""
+        head = None if self.head is None else self.head.bind([None] * len(self.head.tensors()))
+        return replace(self, inputs=self.inputs.bind([None] * len(self.inputs.tensors())), valid=None, head=head)
 
     @property
     def steps(self) -> int:
@@ -84,7 +95,7 @@ class StackCall:
 
     def flat_inputs(self, h0: list[list[Tensor]], params: list[Tensor]) -> list[Tensor]:
         """The tensor arguments of :class:`ReversibleStackFunction`, in order."""
-        valid = [] if self.valid is None else [self.valid]
+        valid = [self.valid] if self.padded else []
         head = [] if self.head is None else self.head.tensors()
         states = [v for layer in h0 for v in layer]
         return [*self.inputs.tensors(), *valid, *states, *params, *head]
@@ -94,7 +105,7 @@ class StackCall:
         it = iter(tensors)
         take = lambda n: [next(it) for _ in range(n)]  # noqa: E731
         inputs = self.inputs.bind(take(len(self.inputs.tensors())))
-        valid = None if self.valid is None else next(it)
+        valid = next(it) if self.padded else None
         cfg = self.config
         h0 = [take(cfg.nvars) for _ in range(cfg.num_layers)]
         params = take(4 * cfg.num_layers)
@@ -105,7 +116,7 @@ class StackCall:
     def input_grads(self, dinputs, dh0, dparams, dhead) -> list[Optional[Tensor]]:
         n_in = len(self.inputs.tensors())
         grads = list(dinputs) + [None] * (n_in - len(dinputs))
-        grads += [] if self.valid is None else [None]
+        grads += [None] if self.padded else []
         return grads + list(dh0) + list(dparams) + list(dhead)
 
 
@@ -301,13 +312,18 @@ def _walk_forward(call: StackCall, layers: list[_Layer], on_step: Callable[[int]
 
 
 def _run_and_record(call: StackCall, layers: list[_Layer]) -> tuple[Tensor, Tensor]:
-    """Walk forward; return per-step outputs (head's, top layer's or empty) and slices."""
+    """Walk forward; return per-step outputs (head's, top layer's or empty),
+    or the summed loss of a fused head, and slices."""
     top, k = layers[-1], call.config.slice_dim
     outputs, slices = [], []
+    head = call.head
+    blocks = LossBlocks(head.loss, head.target(), *head.linear()) if head is not None and head.fused else None
 
     def record(t: int) -> None:
-        if call.head is not None:
-            outputs.append(call.head.forward_step(top.output(), t))
+        if blocks is not None:
+            blocks.add(t, head.forward_step(top.output(), t))
+        elif head is not None:
+            outputs.append(head.forward_step(top.output(), t))
         elif call.return_outputs:
             outputs.append(top.output())
         if k:
@@ -316,8 +332,10 @@ def _run_and_record(call: StackCall, layers: list[_Layer]) -> tuple[Tensor, Tens
     _walk_forward(call, layers, record)
     device = layers[0].w_ih.device
     out = torch.stack(outputs) if outputs else torch.empty((0,), dtype=call.dtype, device=device)
-    if call.head is not None:
-        out = call.head.apply_linear(out)
+    if blocks is not None:
+        out = blocks.result()
+    elif head is not None:
+        out = head.apply_linear(out)
     sl = torch.stack(slices) if slices else torch.empty((0,), dtype=call.slice_dtype, device=device)
     return out, sl
 
@@ -341,15 +359,20 @@ class _Grads:
         self.params = [torch.zeros_like(p) for p in params]
         self.w_eff = [[torch.zeros_like(w) for w in layer.w_hh] for layer in layers]
         self.inputs = call.inputs.grad_buffers()
-        self.head_out = self.head_features = None
+        self.head_out = self.head_features = self.loss_linear = None
         if call.head is not None:
             call.head.begin_backward(needs_head)
 
     def start_head(self, call: StackCall, grad_out: Optional[Tensor]) -> None:
         """Gradients w.r.t. the head's per-step outputs, through its final linear
-        layer for all steps at once; room to recompute the steps' features."""
+        layer for all steps at once; room to recompute the steps' features.
+        A fused head's loss is differentiated step by step instead (:meth:`loss_step`)."""
         head = call.head
         lin = head.linear()
+        if head.fused:
+            self.loss_linear = LinearGrads(*lin)
+            self.grad_out = torch.zeros(3, device=lin[0].device) if grad_out is None else grad_out
+            return
         if grad_out is None:
             lin_out = lin[0].shape[0] if lin is not None else 0
             grad_out = torch.zeros((call.steps, call.batch, lin_out), dtype=call.dtype, device=self.params[0].device)
@@ -358,14 +381,25 @@ class _Grads:
         if lin is not None:
             self.head_features = torch.empty_like(self.head_out)
 
+    def loss_step(self, call: StackCall, t: int) -> Callable[[Tensor], Tensor]:
+        """The gradient of a fused head's step-t output, as a function of that output."""
+        head = call.head
+        target = head.target()[t]
+        return lambda features: head.loss.grads(features, target, *head.linear(), self.grad_out, self.loss_linear)
+
     def finish_head(self, call: StackCall) -> list[Optional[Tensor]]:
         grads = call.head.end_backward()
-        if self.head_features is not None:
-            w, b = call.head.linear_slots
+        if self.loss_linear is None and self.head_features is None:
+            return grads
+        w, b = call.head.linear_slots
+        if self.loss_linear is not None:
+            grads[w], db = self.loss_linear.result()
+        else:
             g = self.grad_out.reshape(-1, self.grad_out.shape[-1])
             grads[w] = g.t() @ self.head_features.reshape(-1, self.head_features.shape[-1])
-            if b is not None:
-                grads[b] = g.sum(0)
+            db = g.sum(0)
+        if b is not None:
+            grads[b] = db
         return grads
 
     def add_output(self, layer_index: int, dy: Tensor, out_mask: Optional[Tensor]) -> None:
@@ -398,7 +432,10 @@ def _walk_backward(
         for t in reversed(range(cs, ce)):
             vb, vf = call.valid_at(t)
             if grads is not None:
-                if call.head is not None:
+                if grads.loss_linear is not None:
+                    dy, _ = call.head.backward_step(top.output(), t, grads.loss_step(call, t))
+                    grads.add_output(top.index, dy, top.out_mask)
+                elif call.head is not None:
                     dy, features = call.head.backward_step(top.output(), t, grads.head_out[t])
                     if grads.head_features is not None:
                         grads.head_features[t] = features
@@ -449,7 +486,7 @@ class ReversibleStackFunction(torch.autograd.Function):
         call.memory[:] = [layer.memory(call, True, slice_bits if layer.top else 0) for layer in layers]
         final_ints = [v for layer in layers for v in layer.final_ints()]
         buffers = [b for layer in layers for b in layer.all_buffers()]
-        ctx.call = call
+        ctx.call = call.skeleton()
         ctx.layout = (len(tensors), len(final_ints), [(1 + len(b.stack), list(b.push_steps)) for b in buffers])
         buf_tensors = [t for b in buffers for t in b.tensors()]
         ctx.save_for_backward(*tensors, *final_ints, kept0, slices, *buf_tensors)

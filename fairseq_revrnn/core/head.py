@@ -12,15 +12,20 @@ differentiable in the head's tensors) and ``step``. The plumbing here turns
 them into per-step gradients with ordinary autograd. A head whose last
 operation is a linear layer (the output projection) names its weight and
 bias in ``linear_slots``: the engine then applies that layer, and its
-gradients, to all steps in one matrix multiply instead of step by step.
+gradients, to all steps in one matrix multiply instead of step by step. With
+a :class:`~.loss.TokenLoss` and targets (``target_slot``), the head's output
+is instead the summed loss: the linear layer and the loss run block by block
+(see :mod:`.loss`), and nothing of vocabulary size is kept.
 """
 
 from __future__ import annotations
 
 import copy
-from typing import Optional, Sequence
+from typing import Callable, Optional, Sequence, Union
 
 import torch
+
+from .loss import TokenLoss
 
 Tensor = torch.Tensor
 
@@ -29,11 +34,22 @@ class StepHead:
     """Base class: ``tensors`` are the head's inputs (parameters, context)."""
 
     linear_slots: Optional[tuple[int, Optional[int]]] = None
+    target_slot: Optional[int] = None
 
-    def __init__(self, tensors: Sequence[Tensor]) -> None:
+    def __init__(self, tensors: Sequence[Tensor], loss: Optional[TokenLoss] = None) -> None:
         self._tensors = list(tensors)
+        self.loss = loss
         self._pre: Optional[tuple] = None
         self._bw = None
+
+    @property
+    def fused(self) -> bool:
+        """Whether the head's output is the summed loss (see :mod:`.loss`)."""
+        return self.loss is not None
+
+    def target(self) -> Tensor:
+        """The loss's targets (T, B)."""
+        return self._tensors[self.target_slot]
 
     def linear(self) -> Optional[tuple[Tensor, Optional[Tensor]]]:
         """Weight and bias of the final linear layer the engine applies, if any."""
@@ -82,14 +98,19 @@ class StepHead:
         pre_leaves = [p.detach().requires_grad_() if _wants(p) else p for p in pre]
         self._bw = (leaves, pre, pre_leaves, [None] * len(pre))
 
-    def backward_step(self, y: Tensor, t: int, dout: Tensor) -> tuple[Tensor, Tensor]:
+    def backward_step(
+        self, y: Tensor, t: int, dout: Union[Tensor, Callable[[Tensor], Tensor]]
+    ) -> tuple[Tensor, Tensor]:
         """Gradient w.r.t. ``y`` and the recomputed step output; gradients of
-        the head's own inputs accumulate."""
+        the head's own inputs accumulate. ``dout`` is the output's gradient,
+        or a function of the recomputed output that gives it."""
         _, _, pre_leaves, acc = self._bw
         idx = [i for i, p in enumerate(pre_leaves) if _wants(p)]
         with torch.enable_grad():
             y_leaf = y.detach().requires_grad_()
             out = self.step(y_leaf, tuple(pre_leaves), t)
+            if callable(dout):
+                dout = dout(out.detach())
             grads = torch.autograd.grad(out, [y_leaf] + [pre_leaves[i] for i in idx], dout, allow_unused=True)
         for i, g in zip(idx, grads[1:]):
             if g is not None:

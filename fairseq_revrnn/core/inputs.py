@@ -8,6 +8,7 @@ the backward, so a sequence of embeddings never has to be kept: an
 
 from __future__ import annotations
 
+import copy
 from typing import Optional
 
 import torch
@@ -36,7 +37,9 @@ class DenseInput:
         return [self.x]
 
     def bind(self, tensors: list[Tensor]) -> DenseInput:
-        return DenseInput(tensors[0])
+        clone = copy.copy(self)
+        clone.x = tensors[0]
+        return clone
 
     def chunk(self, start: int, end: int) -> Tensor:
         return self.x[start:end]
@@ -68,6 +71,7 @@ class EmbeddingInput:
         self.weight = weight
         self.padding_idx = padding_idx
         self.word_mask = word_mask
+        self.masked = word_mask is not None
 
     @property
     def shape(self) -> tuple[int, int, int]:
@@ -78,12 +82,14 @@ class EmbeddingInput:
         return self.weight.device
 
     def tensors(self) -> list[Tensor]:
-        extra = [] if self.word_mask is None else [self.word_mask]
+        extra = [self.word_mask] if self.masked else []
         return [self.weight, self.tokens, *extra]
 
     def bind(self, tensors: list[Tensor]) -> EmbeddingInput:
-        mask = tensors[2] if len(tensors) > 2 else None
-        return EmbeddingInput(tensors[1], tensors[0], self.padding_idx, mask)
+        clone = copy.copy(self)
+        clone.weight, clone.tokens = tensors[0], tensors[1]
+        clone.word_mask = tensors[2] if self.masked else None
+        return clone
 
     def chunk(self, start: int, end: int) -> Tensor:
         tok = self.tokens[start:end]

@@ -1,7 +1,14 @@
 """``rev_cross_entropy`` and ``rev_label_smoothed_cross_entropy``: fairseq's
-losses, unchanged, plus the reversible models' memory savings."""
+losses, computed inside the reversible models (fused with the output layer,
+block by block: no T x B x V logits are kept), plus the models' memory savings.
 
-from __future__ import annotations
+``--no-fused-loss`` takes fairseq's own path instead: the model returns the
+logits and fairseq's criterion computes the loss from them. Both give the same
+loss, nll_loss and accuracy to float rounding. Models without fused-loss
+support (e.g. fairseq's own) always take fairseq's path.
+"""
+
+from dataclasses import dataclass, field
 
 import torch
 from fairseq.criterions.cross_entropy import CrossEntropyCriterion, CrossEntropyCriterionConfig
@@ -11,25 +18,71 @@ from fairseq.criterions.label_smoothed_cross_entropy import (
 )
 
 from .. import registry
+from ..core.loss import TokenLoss
 from .memory_logging import add_memory, reduce_memory
 
+NO_FUSED_LOSS_HELP = (
+    "compute the loss from the model's logits (T x B x V, kept for backward) as fairseq does, instead of inside the "
+    "reversible model one block of tokens at a time"
+)
 
-class MemoryLogging:
-    """Mixin: fairseq's loss, checked for finiteness, plus the model's memory counts."""
+
+@dataclass
+class RevCrossEntropyConfig(CrossEntropyCriterionConfig):
+    no_fused_loss: bool = field(default=False, metadata={"help": NO_FUSED_LOSS_HELP})
+
+
+@dataclass
+class RevLabelSmoothedCrossEntropyConfig(LabelSmoothedCrossEntropyCriterionConfig):
+    no_fused_loss: bool = field(default=False, metadata={"help": NO_FUSED_LOSS_HELP})
+
+
+def _fused(net_output) -> bool:
+    return bool(net_output[1].get("fused_loss", False))
+
+
+class FusedLossCriterion:
+    """Mixin over a fairseq criterion: asks the model for the summed loss
+    (``loss, nll_loss, n_correct``) instead of logits, checks it is finite,
+    and adds the model's memory counts."""
 
     name = ""
+    fused_loss = True
 
     def forward(self, model, sample, reduce=True):
+        if self.fused_loss and reduce and getattr(model, "supports_fused_loss", False):
+            target = sample["target"]
+            prefix = getattr(self, "ignore_prefix_size", 0)
+            if prefix > 0:
+                target = target.clone()
+                target[:, :prefix] = self.padding_idx
+            request = {"fused_loss": TokenLoss(self.padding_idx, float(getattr(self, "eps", 0.0))), "target": target}
+            sample = dict(sample, net_input=dict(sample["net_input"], **request))
         loss, sample_size, logging_output = super().forward(model, sample, reduce)
         if not bool(torch.isfinite(loss).all()):
             raise FloatingPointError(f"{self.name}: the loss is not finite ({loss.sum().item()}); stopping here")
         add_memory(model, logging_output)
         return loss, sample_size, logging_output
 
+    def compute_loss(self, model, net_output, sample, reduce=True):
+        if _fused(net_output):
+            sums = net_output[0]
+            return sums[0], sums[1]
+        return super().compute_loss(model, net_output, sample, reduce)
 
-@registry.criterion("rev_cross_entropy", dataclass=CrossEntropyCriterionConfig)
-class RevCrossEntropyCriterion(MemoryLogging, CrossEntropyCriterion):
+    def compute_accuracy(self, model, net_output, sample):
+        if _fused(net_output):
+            return net_output[0][2], sample["net_input"]["target"].ne(self.padding_idx).sum()
+        return super().compute_accuracy(model, net_output, sample)
+
+
+@registry.criterion("rev_cross_entropy", dataclass=RevCrossEntropyConfig)
+class RevCrossEntropyCriterion(FusedLossCriterion, CrossEntropyCriterion):
     name = "rev_cross_entropy"
+
+    def __init__(self, task, sentence_avg, no_fused_loss=False):
+        super().__init__(task, sentence_avg)
+        self.fused_loss = not no_fused_loss
 
     @staticmethod
     def reduce_metrics(logging_outputs) -> None:
@@ -37,9 +90,15 @@ class RevCrossEntropyCriterion(MemoryLogging, CrossEntropyCriterion):
         reduce_memory(logging_outputs)
 
 
-@registry.criterion("rev_label_smoothed_cross_entropy", dataclass=LabelSmoothedCrossEntropyCriterionConfig)
-class RevLabelSmoothedCrossEntropyCriterion(MemoryLogging, LabelSmoothedCrossEntropyCriterion):
+@registry.criterion("rev_label_smoothed_cross_entropy", dataclass=RevLabelSmoothedCrossEntropyConfig)
+class RevLabelSmoothedCrossEntropyCriterion(FusedLossCriterion, LabelSmoothedCrossEntropyCriterion):
     name = "rev_label_smoothed_cross_entropy"
+
+    def __init__(
+        self, task, sentence_avg, label_smoothing, ignore_prefix_size=0, report_accuracy=False, no_fused_loss=False
+    ):
+        super().__init__(task, sentence_avg, label_smoothing, ignore_prefix_size, report_accuracy)
+        self.fused_loss = not no_fused_loss
 
     @classmethod
     def reduce_metrics(cls, logging_outputs) -> None:

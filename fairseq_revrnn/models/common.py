@@ -12,6 +12,7 @@ from torch import nn
 from ..core import EmbeddingInput, ReversibleRNN
 from ..core.dropout import variational_mask
 from ..core.fixed_point import RZ, check_ceiling
+from ..core.loss import TokenLoss
 from ..core.memory import MemoryStats
 
 CELL_CHOICES = ChoiceEnum(["lstm", "gru"])
@@ -149,6 +150,23 @@ class ReversibleDecoder(FairseqIncrementalDecoder):
         """The output projection's tensors, by :class:`OutputHead` slot."""
         weight = self.embed_tokens.weight if self.out_weight is None else self.out_weight
         return {"w_out": weight, "b_out": self.out_bias, "w_proj": self.out_proj}
+
+    @staticmethod
+    def loss_request(fused_loss: Optional[TokenLoss], target: Optional[torch.Tensor]) -> dict:
+        """:class:`OutputHead` arguments for a loss fused into the Function (the
+        criterion's ``fused_loss`` and ``target`` (batch, time)), or none."""
+        if fused_loss is None:
+            return {}
+        if target is None:
+            raise ValueError("a fused loss needs the targets: pass target= with fused_loss=")
+        return {"loss": fused_loss, "target": target.t()}
+
+    def run_outputs(self, out) -> tuple:
+        """The decoder's return value: logits (batch, time, V), or the fused loss's sums."""
+        self.last_memory = out.memory
+        if out.outputs.dim() == 1:
+            return out.outputs, {"attn": None, "fused_loss": True}
+        return out.outputs.transpose(0, 1), {"attn": None}
 
     def inputs(self, tokens: torch.Tensor) -> EmbeddingInput:
         return embedded_tokens(self.embed_tokens, tokens, self.cfg.dropout_embed, self.training)

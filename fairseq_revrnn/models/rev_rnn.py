@@ -147,7 +147,7 @@ class RevRNNDecoder(ReversibleDecoder):
             self.attn_in = uniform_parameter(hidden, ann)
             self.attn_out = uniform_parameter(hidden, ann + hidden)
 
-    def _head(self, encoder_out, batch: int) -> OutputHead:
+    def _head(self, encoder_out, batch: int, **loss) -> OutputHead:
         tensors = self.output_tensors()
         if self.attention != "none":
             weight = self.embed_tokens.weight
@@ -158,24 +158,24 @@ class RevRNNDecoder(ReversibleDecoder):
             tensors.update(w_a=self.attn_in, w_c=self.attn_out)
             for key in ("hidden", "slices", "src_embed", "src_tokens", "src_pad"):
                 tensors[key] = encoder_out[key][0] if encoder_out[key] else None
-        return OutputHead(self.src_padding_idx, **tensors)
+        return OutputHead(self.src_padding_idx, **tensors, **loss)
 
     def _initial_state(self, encoder_out) -> "list[tuple[torch.Tensor, ...]]":
         nv = self.rnn.config.nvars
         flat = encoder_out["final_state"]
         return [tuple(flat[i : i + nv]) for i in range(0, len(flat), nv)]
 
-    def forward(self, prev_output_tokens, encoder_out=None, incremental_state=None, **kwargs):
+    def forward(
+        self, prev_output_tokens, encoder_out=None, incremental_state=None, fused_loss=None, target=None, **kwargs
+    ):
         if incremental_state is not None:
             tokens = prev_output_tokens[:, -1:]
             outputs = self.advance(tokens, incremental_state, self._initial_state(encoder_out))
             logits, attn = self._head(encoder_out, tokens.shape[0]).attend(outputs[0])
             return logits.unsqueeze(1), {"attn": None if attn is None else [attn.t().unsqueeze(1)]}
         tokens = prev_output_tokens.t()
-        head = self._head(encoder_out, tokens.shape[1])
-        out = self.rnn(self.inputs(tokens), None, self._initial_state(encoder_out), head=head)
-        self.last_memory = out.memory
-        return out.outputs.transpose(0, 1), {"attn": None}
+        head = self._head(encoder_out, tokens.shape[1], **self.loss_request(fused_loss, target))
+        return self.run_outputs(self.rnn(self.inputs(tokens), None, self._initial_state(encoder_out), head=head))
 
     def max_positions(self):
         return self.cfg.max_target_positions
@@ -184,6 +184,8 @@ class RevRNNDecoder(ReversibleDecoder):
 @registry.model("rev_rnn", dataclass=RevRNNConfig)
 class RevRNNModel(FairseqEncoderDecoderModel):
     """Reversible RNN encoder-decoder (MacKay et al. 2018) with Luong attention."""
+
+    supports_fused_loss = True
 
     @classmethod
     def build_model(cls, cfg, task):

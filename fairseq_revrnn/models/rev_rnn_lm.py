@@ -71,16 +71,15 @@ class RevRNNLMDecoder(ReversibleDecoder):
             cfg, dictionary, embed_tokens, build_stack(cfg, cfg.decoder_embed_dim, _hidden_sizes(cfg), 0, 16)
         )
 
-    def forward(self, src_tokens, src_lengths=None, incremental_state=None, **kwargs):
-        head = OutputHead(**self.output_tensors())
+    def forward(self, src_tokens, src_lengths=None, incremental_state=None, fused_loss=None, target=None, **kwargs):
         if incremental_state is not None:
+            head = OutputHead(**self.output_tensors())
             logits, _ = head.attend(self.advance(src_tokens[:, -1:], incremental_state)[0])
             return logits.unsqueeze(1), {"attn": None}
+        head = OutputHead(**self.output_tensors(), **self.loss_request(fused_loss, target))
         tokens = src_tokens.t()
         pad = tokens.eq(self.padding_idx)
-        out = self.rnn(self.inputs(tokens), ~pad if bool(pad.any()) else None, head=head)
-        self.last_memory = out.memory
-        return out.outputs.transpose(0, 1), {"attn": None}
+        return self.run_outputs(self.rnn(self.inputs(tokens), ~pad if bool(pad.any()) else None, head=head))
 
     def max_positions(self):
         return self.cfg.tokens_per_sample
@@ -89,6 +88,8 @@ class RevRNNLMDecoder(ReversibleDecoder):
 @registry.model("rev_rnn_lm", dataclass=RevRNNLMConfig)
 class RevRNNLanguageModel(FairseqLanguageModel):
     """Reversible RNN language model (MacKay et al. 2018)."""
+
+    supports_fused_loss = True
 
     @classmethod
     def build_model(cls, cfg, task):
