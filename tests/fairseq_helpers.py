@@ -27,3 +27,23 @@ def build(data, *extra: str, task: str = "translation", split: str = "valid"):
 def sample(task, split: str = "valid", n: int = 8, start: int = 0):
     ds = task.dataset(split)
     return ds.collater([ds[i] for i in range(start, start + n)])
+
+
+def synthetic_batch(task, batch: int, length: int, source_length: int = 0) -> dict:
+    """A batch of random tokens of exactly ``length`` target (and ``source_length``
+    source) positions, without padding: lengths chosen by the test, not the data."""
+    import torch
+
+    g = torch.Generator().manual_seed(length)
+    tgt_dict = task.target_dictionary
+    target = torch.randint(tgt_dict.nspecial, len(tgt_dict), (batch, length), generator=g)
+    if not source_length:
+        net_input = {"src_tokens": target.clone(), "src_lengths": torch.full((batch,), length)}
+        return {"id": torch.arange(batch), "nsentences": batch, "ntokens": target.numel(), "target": target,
+                "net_input": net_input}  # fmt: skip
+    src_dict = task.source_dictionary
+    src = torch.randint(src_dict.nspecial, len(src_dict), (batch, source_length), generator=g)
+    prev = torch.cat([torch.full((batch, 1), tgt_dict.eos()), target[:, :-1]], dim=1)
+    net_input = {"src_tokens": src, "src_lengths": torch.full((batch,), source_length), "prev_output_tokens": prev}
+    return {"id": torch.arange(batch), "nsentences": batch, "ntokens": target.numel(), "target": target,
+            "net_input": net_input}  # fmt: skip

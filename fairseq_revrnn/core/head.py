@@ -109,9 +109,10 @@ class StepHead:
         with torch.enable_grad():
             y_leaf = y.detach().requires_grad_()
             out = self.step(y_leaf, tuple(pre_leaves), t)
-            if callable(dout):
+        if callable(dout):
+            with torch.no_grad():
                 dout = dout(out.detach())
-            grads = torch.autograd.grad(out, [y_leaf] + [pre_leaves[i] for i in idx], dout, allow_unused=True)
+        grads = torch.autograd.grad(out, [y_leaf] + [pre_leaves[i] for i in idx], dout, allow_unused=True)
         for i, g in zip(idx, grads[1:]):
             if g is not None:
                 acc[i] = g if acc[i] is None else acc[i].add_(g)

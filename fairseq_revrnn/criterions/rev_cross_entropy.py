@@ -18,9 +18,14 @@ from fairseq.criterions.label_smoothed_cross_entropy import (
 )
 
 from .. import registry
-from ..core.loss import TokenLoss
+from ..core.loss import BLOCK_ELEMENTS, TokenLoss
 from .memory_logging import add_memory, reduce_memory
 
+BLOCK_HELP = (
+    "the fused loss's block: megabytes of float32 logits computed at once (the peak temporary; larger blocks make "
+    "larger, faster matrix multiplies)"
+)
+BLOCK_MB = BLOCK_ELEMENTS * 4 / 2**20
 NO_FUSED_LOSS_HELP = (
     "compute the loss from the model's logits (T x B x V, kept for backward) as fairseq does, instead of inside the "
     "reversible model one block of tokens at a time"
@@ -30,11 +35,13 @@ NO_FUSED_LOSS_HELP = (
 @dataclass
 class RevCrossEntropyConfig(CrossEntropyCriterionConfig):
     no_fused_loss: bool = field(default=False, metadata={"help": NO_FUSED_LOSS_HELP})
+    fused_loss_block_mb: float = field(default=BLOCK_MB, metadata={"help": BLOCK_HELP})
 
 
 @dataclass
 class RevLabelSmoothedCrossEntropyConfig(LabelSmoothedCrossEntropyCriterionConfig):
     no_fused_loss: bool = field(default=False, metadata={"help": NO_FUSED_LOSS_HELP})
+    fused_loss_block_mb: float = field(default=BLOCK_MB, metadata={"help": BLOCK_HELP})
 
 
 def _fused(net_output) -> bool:
@@ -48,6 +55,13 @@ class FusedLossCriterion:
 
     name = ""
     fused_loss = True
+    block_elements = BLOCK_ELEMENTS
+
+    def configure_fused_loss(self, no_fused_loss: bool, block_mb: float) -> None:
+        if not block_mb > 0:
+            raise ValueError(f"--fused-loss-block-mb must be > 0; got {block_mb!r}")
+        self.fused_loss = not no_fused_loss
+        self.block_elements = max(1, int(block_mb * 2**20 / 4))
 
     def forward(self, model, sample, reduce=True):
         if self.fused_loss and reduce and getattr(model, "supports_fused_loss", False):
@@ -56,7 +70,8 @@ class FusedLossCriterion:
             if prefix > 0:
                 target = target.clone()
                 target[:, :prefix] = self.padding_idx
-            request = {"fused_loss": TokenLoss(self.padding_idx, float(getattr(self, "eps", 0.0))), "target": target}
+            eps = float(getattr(self, "eps", 0.0))
+            request = {"fused_loss": TokenLoss(self.padding_idx, eps, self.block_elements), "target": target}
             sample = dict(sample, net_input=dict(sample["net_input"], **request))
         loss, sample_size, logging_output = super().forward(model, sample, reduce)
         if not bool(torch.isfinite(loss).all()):
@@ -80,9 +95,9 @@ class FusedLossCriterion:
 class RevCrossEntropyCriterion(FusedLossCriterion, CrossEntropyCriterion):
     name = "rev_cross_entropy"
 
-    def __init__(self, task, sentence_avg, no_fused_loss=False):
+    def __init__(self, task, sentence_avg, no_fused_loss=False, fused_loss_block_mb=BLOCK_MB):
         super().__init__(task, sentence_avg)
-        self.fused_loss = not no_fused_loss
+        self.configure_fused_loss(no_fused_loss, fused_loss_block_mb)
 
     @staticmethod
     def reduce_metrics(logging_outputs) -> None:
@@ -95,10 +110,17 @@ class RevLabelSmoothedCrossEntropyCriterion(FusedLossCriterion, LabelSmoothedCro
     name = "rev_label_smoothed_cross_entropy"
 
     def __init__(
-        self, task, sentence_avg, label_smoothing, ignore_prefix_size=0, report_accuracy=False, no_fused_loss=False
+        self,
+        task,
+        sentence_avg,
+        label_smoothing,
+        ignore_prefix_size=0,
+        report_accuracy=False,
+        no_fused_loss=False,
+        fused_loss_block_mb=BLOCK_MB,
     ):
         super().__init__(task, sentence_avg, label_smoothing, ignore_prefix_size, report_accuracy)
-        self.fused_loss = not no_fused_loss
+        self.configure_fused_loss(no_fused_loss, fused_loss_block_mb)
 
     @classmethod
     def reduce_metrics(cls, logging_outputs) -> None:
