@@ -356,7 +356,8 @@ class _Grads:
                 halves[0].append(a.clone())
                 halves[1].append(b.clone())
             self.state.append(halves)
-        self.params = [torch.zeros_like(p) for p in params]
+        # W_x and b accumulate here; the hidden-to-hidden slots are filled from w_eff at the end
+        self.params = [torch.zeros_like(p) if i % 4 < 2 else None for i, p in enumerate(params)]
         self.w_eff = [[torch.zeros_like(w) for w in layer.w_hh] for layer in layers]
         self.inputs = call.inputs.grad_buffers()
         self.head_out = self.head_features = self.loss_linear = None
@@ -370,7 +371,7 @@ class _Grads:
         head = call.head
         lin = head.linear()
         if head.fused:
-            self.loss_linear = LinearGrads(*lin)
+            self.loss_linear = LinearGrads(*lin, head.loss.rows_per_block(lin[0].shape[0]))
             self.grad_out = torch.zeros(3, device=lin[0].device) if grad_out is None else grad_out
             return
         if grad_out is None:
@@ -523,7 +524,7 @@ class ReversibleStackFunction(torch.autograd.Function):
             pair = layers[li].hh_masks
             for half in (0, 1):
                 g = grads.w_eff[li][half]
-                grads.params[4 * li + 2 + half] = g if pair is None else g * pair[half]
+                grads.params[4 * li + 2 + half] = g if pair is None else g.mul_(pair[half])
         dh0 = [
             torch.cat([grads.state[li][0][v], grads.state[li][1][v]], dim=1)
             for li in range(len(layers))

@@ -36,6 +36,7 @@ class TokenLoss:
     ignore_index: int
     epsilon: float = 0.0
     block_elements: int = BLOCK_ELEMENTS
+    count_correct: bool = True
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.epsilon < 1.0:
@@ -53,7 +54,8 @@ class TokenLoss:
 
     def sums(self, features: Tensor, target: Tensor, weight: Tensor, bias: Optional[Tensor]) -> Tensor:
         """``(loss, nll_loss, n_correct)`` summed over ``features`` (N, D) with
-        targets (N,); differentiable (ordinary autograd mode), block by block."""
+        targets (N,); differentiable (ordinary autograd mode), block by block.
+        ``n_correct`` is 0 unless ``count_correct``."""
         vocab = weight.shape[0]
         a, b = self.weights(vocab)
         rows = self.rows_per_block(vocab)
@@ -65,7 +67,9 @@ class TokenLoss:
             safe = tgt.masked_fill(~keep, 0).unsqueeze(1)
             nll = -(lprobs.gather(1, safe).squeeze(1) * keep).sum()
             smooth = -(lprobs.sum(-1) * keep).sum() if b else nll.new_zeros(())
-            correct = (lprobs.argmax(-1).eq(tgt) & keep).sum().to(total.dtype)
+            correct = (
+                (lprobs.argmax(-1).eq(tgt) & keep).sum().to(total.dtype) if self.count_correct else nll.new_zeros(())
+            )
             total = total + torch.stack([a * nll + b * smooth, nll, correct])
         return total
 
@@ -95,21 +99,34 @@ class TokenLoss:
 
 
 class LinearGrads:
-    """The output layer's gradients, summed over blocks in a wide dtype (float32
-    for half precision, so that many small blocks lose nothing)."""
+    """The output layer's gradients, summed in a wide dtype (float32 for half
+    precision). Steps' logit gradients wait until a block's worth of rows has
+    come, so that the (V, D) sum is updated once per block, not once per step."""
 
-    def __init__(self, weight: Tensor, bias: Optional[Tensor]) -> None:
+    def __init__(self, weight: Tensor, bias: Optional[Tensor], rows: int) -> None:
         wide = _loss_dtype(weight.dtype)
-        self.dtype = weight.dtype
+        self.dtype, self.rows = weight.dtype, rows
         self.weight = torch.zeros(weight.shape, dtype=wide, device=weight.device)
         self.bias = None if bias is None else torch.zeros(bias.shape, dtype=wide, device=bias.device)
+        self.pending: list[tuple[Tensor, Tensor]] = []
 
     def add(self, dlogits: Tensor, x: Tensor) -> None:
-        self.weight.addmm_(dlogits.t().to(self.weight.dtype), x.to(self.weight.dtype))
+        self.pending.append((dlogits, x))
+        if sum(d.shape[0] for d, _ in self.pending) >= self.rows:
+            self.flush()
+
+    def flush(self) -> None:
+        if not self.pending:
+            return
+        dlogits = torch.cat([d for d, _ in self.pending]).to(self.weight.dtype)
+        x = torch.cat([x for _, x in self.pending]).to(self.weight.dtype)
+        self.pending = []
+        self.weight.addmm_(dlogits.t(), x)
         if self.bias is not None:
-            self.bias.add_(dlogits.sum(0).to(self.bias.dtype))
+            self.bias.add_(dlogits.sum(0))
 
     def result(self) -> tuple[Tensor, Optional[Tensor]]:
+        self.flush()
         bias = None if self.bias is None else self.bias.to(self.dtype)
         return self.weight.to(self.dtype), bias
 

@@ -71,7 +71,9 @@ class FusedLossCriterion:
                 target = target.clone()
                 target[:, :prefix] = self.padding_idx
             eps = float(getattr(self, "eps", 0.0))
-            request = {"fused_loss": TokenLoss(self.padding_idx, eps, self.block_elements), "target": target}
+            accuracy = bool(getattr(self, "report_accuracy", False))
+            loss = TokenLoss(self.padding_idx, eps, self.block_elements, count_correct=accuracy)
+            request = {"fused_loss": loss, "target": target}
             sample = dict(sample, net_input=dict(sample["net_input"], **request))
         loss, sample_size, logging_output = super().forward(model, sample, reduce)
         if not bool(torch.isfinite(loss).all()):
