@@ -118,30 +118,43 @@ def table(title: str, rows: dict[str, dict], baseline: str) -> str:
     return "\n".join(lines)
 
 
+# A small parent for fairseq-train: a child's maximum RSS starts from its parent's at fork, and
+# this script's own RSS would hide the child's.
+RSS_PARENT = (
+    "import resource, subprocess, sys; proc = subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL, "
+    "stderr=subprocess.PIPE, text=True); sys.stderr.write(proc.stderr[-3000:] if proc.returncode else ''); "
+    "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss); sys.exit(proc.returncode)"
+)
+
+
 def peak_rss_mb(data, args: list[str], batch: int, work: Path) -> float:
-    """Peak resident memory of ``fairseq-train`` for 3 updates at ``batch`` sentences (os.wait4)."""
+    """Peak resident memory of ``fairseq-train`` for 3 updates at ``batch`` sentences."""
     save = work / "rss-run"
     shutil.rmtree(save, ignore_errors=True)
     cmd = [str(BIN / "fairseq-train"), str(data), "--user-dir", str(PLUGIN), *args, "--batch-size", str(batch),
            "--max-tokens", "1000000", "--max-update", "3", "--optimizer", "adam", "--lr", "0.001",
            "--num-workers", "0", "--disable-validation", "--no-save", "--save-dir", str(save), "--seed", "1",
            "--required-batch-size-multiple", "1", "--no-progress-bar", "--cpu"]  # fmt: skip
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    _, status, usage = os.wait4(proc.pid, 0)
-    err = proc.stderr.read()
-    proc.stderr.close()
-    if status != 0:
-        raise RuntimeError(f"fairseq-train failed:\n{err[-3000:]}")
-    return usage.ru_maxrss / 1024
+    proc = subprocess.run([sys.executable, "-c", RSS_PARENT, *cmd], capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise RuntimeError(f"fairseq-train failed:\n{proc.stderr}")
+    return int(proc.stdout.split()[-1]) / 1024
 
 
-def words_per_second(data, args: list[str], batch: int, repeats: int) -> float:
-    torch.manual_seed(1)
-    t, model, criterion = build(data, *args, split="train")
-    sample = batch_of(t, batch, seed=3)
-    training_step(model, criterion, sample, metered=False)
-    times = sorted(training_step(model, criterion, sample, metered=False).seconds for _ in range(repeats))
-    return sample["ntokens"] / times[len(times) // 2]
+def words_per_second(data, models: dict[str, list[str]], batch: int, repeats: int) -> dict[str, float]:
+    """Target words per second of a training step (forward + backward), median of
+    ``repeats`` taken in turns, one model after the other, after a warm-up."""
+    runs = {}
+    for name, args in models.items():
+        torch.manual_seed(1)
+        t, model, criterion = build(data, *args, split="train")
+        runs[name] = (model, criterion, batch_of(t, batch, seed=3))
+        training_step(*runs[name], metered=False)
+    times: dict[str, list[float]] = {name: [] for name in runs}
+    for _ in range(repeats):
+        for name, run in runs.items():
+            times[name].append(training_step(*run, metered=False).seconds)
+    return {name: runs[name][2]["ntokens"] / sorted(ts)[len(ts) // 2] for name, ts in times.items()}
 
 
 def main() -> None:
@@ -156,7 +169,7 @@ def main() -> None:
     parser.add_argument("--lm-lengths", default="70,700", help="language model T")
     parser.add_argument("--rss-batches", default="8,512", help="fairseq-train batches for peak RSS ('' to skip)")
     parser.add_argument("--speed-batch", type=int, default=64)
-    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--repeats", type=int, default=9)
     args = parser.parse_args()
     torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
     mt_data, lm_data = prepare(args.work)
@@ -205,12 +218,12 @@ def main() -> None:
         ratio = (rss["lstm (fairseq)", hi] - rss["lstm (fairseq)", lo]) / max(rss["rev", hi] - rss["rev", lo], 1)
         out += ["", f"RSS growth batch {lo} -> {hi}: lstm / rev = {ratio:.1f}x", ""]
 
-    speeds = {}
-    for name in ("rev", "rev --no-fused-loss"):
-        speeds[name] = words_per_second(mt_data, mt[name], args.speed_batch, args.repeats)
-        bar.update()
+    speeds = words_per_second(mt_data, {name: mt[name] for name in ("rev", "rev --no-fused-loss")},
+                              args.speed_batch, args.repeats)  # fmt: skip
+    bar.update(2)
     bar.close()
-    out += [f"### Speed, translation batch {args.speed_batch} (forward + backward, median of {args.repeats})", ""]
+    out += [f"### Speed, translation batch {args.speed_batch} (forward + backward, median of {args.repeats} "
+            "taken in turns)", ""]  # fmt: skip
     out += [f"{name}: {wps:.0f} target words/s" for name, wps in speeds.items()]
     out += [f"fused / unfused words/s: {speeds['rev'] / speeds['rev --no-fused-loss']:.2f}x", ""]
     out += ["peak of a whole step, lstm / rev (fused): " + ", ".join(f"{k} {v:.1f}x" for k, v in summary)]

@@ -70,3 +70,23 @@ def test_fairseq_half_precision_training_on_cuda(multi30k_bin, tmp_path, flag):
     steps = json_logs(train.stderr + train.stdout, "train_inner")
     assert len(steps) == 3 and MEMORY_KEYS <= set(steps[-1])
     assert all(math.isfinite(float(s["loss"])) for s in steps)
+
+
+def test_fused_step_keeps_far_less_than_fairseqs_lstm_on_cuda(multi30k_bin):
+    """A whole training step (model + criterion + backward) on the GPU, measured with
+    ``torch.cuda.max_memory_allocated`` through ``StepMemory``."""
+    from fairseq_revrnn.recipes.steps import build, training_step
+
+    from .fairseq_helpers import TINY_NMT, sample
+
+    results = {}
+    for name, args in {
+        "rev": ["--arch", "rev_lstm", *TINY_NMT, "--criterion", "rev_cross_entropy"],
+        "lstm": ["--arch", "lstm", *TINY_NMT, "--decoder-out-embed-dim", "40", "--criterion", "cross_entropy"],
+    }.items():
+        task, model, criterion = build(multi30k_bin, *args)
+        batch = sample(task, n=32)
+        from fairseq import utils
+
+        results[name] = training_step(model.cuda(), criterion, utils.move_to_cuda(batch), "cuda")
+    assert results["lstm"].live > 5 * results["rev"].live, results

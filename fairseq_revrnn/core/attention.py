@@ -71,32 +71,36 @@ class OutputHead(StepHead):
 
     def precompute(self, *tensors: Tensor) -> tuple:
         t = dict(zip(self._names, tensors))
-        keys = ann = None
+        ann = None
         if "w_a" in t:
+            # batch-major (B, S, .) once per sequence, so that each step is two batched matrix products
             parts = []
             if "src_embed" in t:
-                parts.append(F.embedding(t["src_tokens"], t["src_embed"], self.padding_idx))
+                parts.append(F.embedding(t["src_tokens"].t(), t["src_embed"], self.padding_idx))
             if "slices" in t:
-                parts.append(t["slices"].to(t["w_a"].dtype))
+                parts.append(t["slices"].to(t["w_a"].dtype).transpose(0, 1))
             if "hidden" in t:
-                parts.append(t["hidden"])
-            ann = torch.cat(parts, dim=-1) if len(parts) > 1 else parts[0]
-            keys = ann @ t["w_a"].t()
-        return keys, ann, t.get("src_pad"), t.get("w_c"), t.get("out_mask"), t.get("w_proj")
+                parts.append(t["hidden"].transpose(0, 1))
+            ann = torch.cat(parts, dim=-1) if len(parts) > 1 else parts[0].contiguous()
+        src_pad = t.get("src_pad")
+        src_pad = None if src_pad is None else src_pad.t()
+        return t.get("w_a"), ann, src_pad, t.get("w_c"), t.get("out_mask"), t.get("w_proj")
 
     def features(self, y: Tensor, pre: tuple) -> tuple[Tensor, Optional[Tensor]]:
         """Inputs of the output projection (B, D) and attention weights (S, B)
         for the top decoder outputs ``y`` (B, H)."""
-        keys, ann, src_pad, w_c, out_mask, w_proj = pre
+        w_a, ann, src_pad, w_c, out_mask, w_proj = pre
         attn = None
         h = y
-        if keys is not None:
-            scores = torch.einsum("sbh,bh->sb", keys, y)
+        if ann is not None:
+            # y^T W_a s_j as s_j . (W_a^T y): no (B, S, H) keys to keep or differentiate
+            scores = torch.bmm(ann, (y @ w_a).unsqueeze(2)).squeeze(2)
             if src_pad is not None:
                 scores = scores.masked_fill(src_pad, float("-inf"))
-            attn = torch.softmax(scores, dim=0)
-            context = torch.einsum("sb,sba->ba", attn, ann)
+            weights = torch.softmax(scores, dim=1)
+            context = torch.bmm(weights.unsqueeze(1), ann).squeeze(1)
             h = torch.tanh(torch.cat([context, y], dim=1) @ w_c.t())
+            attn = weights.t()
         if out_mask is not None:
             h = h * out_mask
         if w_proj is not None:

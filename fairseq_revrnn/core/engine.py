@@ -7,7 +7,9 @@ at each step, undo the layers top-down: each layer's input at step t is the
 still-unreversed state of the layer below. The first layer's input
 projection ``W_x x_t`` is computed for a chunk of steps in one matrix
 multiply, with the same chunk boundaries forward and backward so that the
-recomputed gates are bitwise identical.
+recomputed gates are bitwise identical. A chunk holds at most ``chunk_size``
+steps and about ``CHUNK_ELEMENTS`` projected values, so that large batches
+do not turn the chunk (and its gradient) into the step's largest tensors.
 """
 
 from __future__ import annotations
@@ -26,6 +28,8 @@ from .loss import LinearGrads, LossBlocks
 from .memory import MemoryStats, naive_bits
 
 Tensor = torch.Tensor
+
+CHUNK_ELEMENTS = 2**21  # projected inputs per chunk: 8 MB in float32
 
 
 @dataclass
@@ -90,7 +94,9 @@ class StackCall:
         return v, v.to(self.dtype)
 
     def chunks(self) -> list[tuple[int, int]]:
-        size = self.config.chunk_size
+        cfg = self.config
+        width = cfg.cell.gates_per_unit * cfg.hidden_sizes[0]
+        size = max(1, min(cfg.chunk_size, CHUNK_ELEMENTS // (self.batch * width)))
         return [(s, min(self.steps, s + size)) for s in range(0, self.steps, size)]
 
     def flat_inputs(self, h0: list[list[Tensor]], params: list[Tensor]) -> list[Tensor]:

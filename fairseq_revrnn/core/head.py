@@ -7,7 +7,7 @@ applies it step by step and returns only its outputs; the backward recomputes
 it at step t from the reconstructed state, so only what the head itself was
 given (e.g. attention slices, token ids) is kept.
 
-Subclasses define ``precompute`` (per-sequence work such as attention keys,
+Subclasses define ``precompute`` (per-sequence work such as attention annotations,
 differentiable in the head's tensors) and ``step``. The plumbing here turns
 them into per-step gradients with ordinary autograd. A head whose last
 operation is a linear layer (the output projection) names its weight and
