@@ -11,7 +11,7 @@ CONSTRAIN := -c constraints.txt
 TORCH_VERSION ?= 2.13.0
 FAIRSEQ := fairseq-fixed==0.12.3.1
 
-.PHONY: demo test test-fast mutate bench bench-quick lint clean env
+.PHONY: demo test test-fast mutate bench bench-quick bench-memory lint clean env
 
 demo: $(VENV)/.package
 	$(PY) scripts/demo.py
@@ -32,6 +32,9 @@ bench: $(VENV)/.package
 
 bench-quick: $(VENV)/.package
 	$(PY) scripts/bench_core.py --quick
+
+bench-memory: $(VENV)/.package
+	$(PY) scripts/bench_memory.py --work bench-memory
 
 lint: $(VENV)/.package
 	$(PY) -m ruff check fairseq_revrnn tests scripts

@@ -14,8 +14,8 @@ temporaries. Models, all in one run, of the same sizes:
 - ``lstm`` / ``lstm_lm``: fairseq's own models
 
 Ratios are against fairseq's model. Then the peak RSS of ``fairseq-train``
-(3 updates) at batch 512 minus batch 8, rev against lstm; and words/s of the
-step, fused against unfused, at batch 64.
+(3 updates) at batch 512 minus batch 8, rev against lstm; and fairseq-train's
+words/s at batch 64, fused loss against ``--no-fused-loss``.
 
     .venv/bin/python scripts/bench_memory.py --work /tmp/bench-memory
 """
@@ -35,6 +35,7 @@ from tqdm import tqdm
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from fairseq_revrnn.recipes.logs import records  # noqa: E402
 from fairseq_revrnn.recipes.steps import PLUGIN, build, training_step  # noqa: E402
 
 BIN = Path(sys.executable).parent
@@ -121,40 +122,36 @@ def table(title: str, rows: dict[str, dict], baseline: str) -> str:
 # A small parent for fairseq-train: a child's maximum RSS starts from its parent's at fork, and
 # this script's own RSS would hide the child's.
 RSS_PARENT = (
-    "import resource, subprocess, sys; proc = subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL, "
-    "stderr=subprocess.PIPE, text=True); sys.stderr.write(proc.stderr[-3000:] if proc.returncode else ''); "
+    "import resource, subprocess, sys; proc = subprocess.run(sys.argv[1:], capture_output=True, text=True); "
+    "sys.stderr.write(proc.stdout + proc.stderr); "
     "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss); sys.exit(proc.returncode)"
 )
 
 
-def peak_rss_mb(data, args: list[str], batch: int, work: Path) -> float:
-    """Peak resident memory of ``fairseq-train`` for 3 updates at ``batch`` sentences."""
-    save = work / "rss-run"
+def fairseq_train(data, args: list[str], batch: int, updates: int, work: Path) -> tuple[float, list[dict]]:
+    """Run ``fairseq-train`` for ``updates`` updates of ``batch`` sentences; return its
+    peak resident memory (MB) and its ``train_inner`` log records (every 10 updates)."""
+    save = work / "train-run"
     shutil.rmtree(save, ignore_errors=True)
     cmd = [str(BIN / "fairseq-train"), str(data), "--user-dir", str(PLUGIN), *args, "--batch-size", str(batch),
-           "--max-tokens", "1000000", "--max-update", "3", "--optimizer", "adam", "--lr", "0.001",
+           "--max-tokens", "1000000", "--max-update", str(updates), "--optimizer", "adam", "--lr", "0.001",
            "--num-workers", "0", "--disable-validation", "--no-save", "--save-dir", str(save), "--seed", "1",
-           "--required-batch-size-multiple", "1", "--no-progress-bar", "--cpu"]  # fmt: skip
+           "--required-batch-size-multiple", "1", "--log-format", "json", "--log-interval", "10", "--cpu"]  # fmt: skip
     proc = subprocess.run([sys.executable, "-c", RSS_PARENT, *cmd], capture_output=True, text=True)
     if proc.returncode != 0:
-        raise RuntimeError(f"fairseq-train failed:\n{proc.stderr}")
-    return int(proc.stdout.split()[-1]) / 1024
+        raise RuntimeError(f"fairseq-train failed:\n{proc.stderr[-3000:]}")
+    return int(proc.stdout.split()[-1]) / 1024, records(proc.stderr, "train_inner")
 
 
-def words_per_second(data, models: dict[str, list[str]], batch: int, repeats: int) -> dict[str, float]:
-    """Target words per second of a training step (forward + backward), median of
-    ``repeats`` taken in turns, one model after the other, after a warm-up."""
-    runs = {}
-    for name, args in models.items():
-        torch.manual_seed(1)
-        t, model, criterion = build(data, *args, split="train")
-        runs[name] = (model, criterion, batch_of(t, batch, seed=3))
-        training_step(*runs[name], metered=False)
-    times: dict[str, list[float]] = {name: [] for name in runs}
+def train_words_per_second(data, models: dict[str, list[str]], batch: int, repeats: int, work: Path) -> dict:
+    """fairseq-train's words/s over updates 11-40 (the first 10 warm up), median of
+    ``repeats`` runs taken in turns."""
+    wps: dict[str, list[float]] = {name: [] for name in models}
     for _ in range(repeats):
-        for name, run in runs.items():
-            times[name].append(training_step(*run, metered=False).seconds)
-    return {name: runs[name][2]["ntokens"] / sorted(ts)[len(ts) // 2] for name, ts in times.items()}
+        for name, args in models.items():
+            logs = fairseq_train(data, args, batch, 40, work)[1]
+            wps[name].append(sum(float(r["wps"]) for r in logs[1:]) / len(logs[1:]))
+    return {name: sorted(v)[len(v) // 2] for name, v in wps.items()}
 
 
 def main() -> None:
@@ -169,7 +166,7 @@ def main() -> None:
     parser.add_argument("--lm-lengths", default="70,700", help="language model T")
     parser.add_argument("--rss-batches", default="8,512", help="fairseq-train batches for peak RSS ('' to skip)")
     parser.add_argument("--speed-batch", type=int, default=64)
-    parser.add_argument("--repeats", type=int, default=9)
+    parser.add_argument("--repeats", type=int, default=3, help="fairseq-train runs per model for words/s")
     args = parser.parse_args()
     torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
     mt_data, lm_data = prepare(args.work)
@@ -207,7 +204,7 @@ def main() -> None:
         rss = {}
         for name in ("rev", "lstm (fairseq)"):
             for batch in rss_batches:
-                rss[name, batch] = peak_rss_mb(mt_data, mt[name], batch, args.work)
+                rss[name, batch] = fairseq_train(mt_data, mt[name], batch, 3, args.work)[0]
                 bar.update()
         lo, hi = rss_batches[0], rss_batches[-1]
         out += [f"### fairseq-train peak RSS (3 updates), translation 1x{args.mt_size}", "",
@@ -218,12 +215,12 @@ def main() -> None:
         ratio = (rss["lstm (fairseq)", hi] - rss["lstm (fairseq)", lo]) / max(rss["rev", hi] - rss["rev", lo], 1)
         out += ["", f"RSS growth batch {lo} -> {hi}: lstm / rev = {ratio:.1f}x", ""]
 
-    speeds = words_per_second(mt_data, {name: mt[name] for name in ("rev", "rev --no-fused-loss")},
-                              args.speed_batch, args.repeats)  # fmt: skip
+    speeds = train_words_per_second(mt_data, {name: mt[name] for name in ("rev", "rev --no-fused-loss")},
+                                    args.speed_batch, args.repeats, args.work)  # fmt: skip
     bar.update(2)
     bar.close()
-    out += [f"### Speed, translation batch {args.speed_batch} (forward + backward, median of {args.repeats} "
-            "taken in turns)", ""]  # fmt: skip
+    out += [f"### Speed: fairseq-train, translation batch {args.speed_batch}, updates 11-40, median of "
+            f"{args.repeats} runs taken in turns", ""]  # fmt: skip
     out += [f"{name}: {wps:.0f} target words/s" for name, wps in speeds.items()]
     out += [f"fused / unfused words/s: {speeds['rev'] / speeds['rev --no-fused-loss']:.2f}x", ""]
     out += ["peak of a whole step, lstm / rev (fused): " + ", ".join(f"{k} {v:.1f}x" for k, v in summary)]
