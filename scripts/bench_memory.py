@@ -144,14 +144,14 @@ def fairseq_train(data, args: list[str], batch: int, updates: int, work: Path) -
 
 
 def train_words_per_second(data, models: dict[str, list[str]], batch: int, repeats: int, work: Path) -> dict:
-    """fairseq-train's words/s over updates 11-40 (the first 10 warm up), median of
-    ``repeats`` runs taken in turns."""
+    """fairseq-train's words/s over updates 11-60 (the first 10 warm up) of each of
+    ``repeats`` runs taken in turns, per model."""
     wps: dict[str, list[float]] = {name: [] for name in models}
     for _ in range(repeats):
         for name, args in models.items():
-            logs = fairseq_train(data, args, batch, 40, work)[1]
+            logs = fairseq_train(data, args, batch, 60, work)[1]
             wps[name].append(sum(float(r["wps"]) for r in logs[1:]) / len(logs[1:]))
-    return {name: sorted(v)[len(v) // 2] for name, v in wps.items()}
+    return wps
 
 
 def main() -> None:
@@ -166,7 +166,7 @@ def main() -> None:
     parser.add_argument("--lm-lengths", default="70,700", help="language model T")
     parser.add_argument("--rss-batches", default="8,512", help="fairseq-train batches for peak RSS ('' to skip)")
     parser.add_argument("--speed-batch", type=int, default=64)
-    parser.add_argument("--repeats", type=int, default=3, help="fairseq-train runs per model for words/s")
+    parser.add_argument("--repeats", type=int, default=5, help="fairseq-train runs per model for words/s")
     args = parser.parse_args()
     torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
     mt_data, lm_data = prepare(args.work)
@@ -219,10 +219,12 @@ def main() -> None:
                                     args.speed_batch, args.repeats, args.work)  # fmt: skip
     bar.update(2)
     bar.close()
-    out += [f"### Speed: fairseq-train, translation batch {args.speed_batch}, updates 11-40, median of "
+    out += [f"### Speed: fairseq-train, translation batch {args.speed_batch}, updates 11-60, median of "
             f"{args.repeats} runs taken in turns", ""]  # fmt: skip
-    out += [f"{name}: {wps:.0f} target words/s" for name, wps in speeds.items()]
-    out += [f"fused / unfused words/s: {speeds['rev'] / speeds['rev --no-fused-loss']:.2f}x", ""]
+    median = {name: sorted(runs)[len(runs) // 2] for name, runs in speeds.items()}
+    out += [f"{name}: {median[name]:.0f} target words/s (runs: {', '.join(f'{w:.0f}' for w in runs)})"
+            for name, runs in speeds.items()]  # fmt: skip
+    out += [f"fused / unfused words/s (medians): {median['rev'] / median['rev --no-fused-loss']:.2f}x", ""]
     out += ["peak of a whole step, lstm / rev (fused): " + ", ".join(f"{k} {v:.1f}x" for k, v in summary)]
     print("\n".join(out))
 

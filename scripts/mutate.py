@@ -44,7 +44,7 @@ MUTATIONS = [
         "keep = h_old if fg.disabled else z * h_old",
         "keep = z * h_old",
     ),
-    Mutation("output bias gradient a mean, not a sum", "core/engine.py", "grads[b] = g.sum(0)", "grads[b] = g.mean(0)"),
+    Mutation("output bias gradient a mean, not a sum", "core/engine.py", "db = g.sum(0)", "db = g.mean(0)"),
     Mutation(
         "output weight gradient from the wrong tensor",
         "core/engine.py",
@@ -104,6 +104,30 @@ MUTATIONS = [
         "models/common.py",
         "not 0 <= p < 1:",
         "not 0 <= p <= 1:",
+    ),
+    Mutation(
+        "the fused loss's gradient forgets the label-smoothing term",
+        "core/loss.py",
+        "dlogits = p.mul_(g_nll + g_smooth * vocab).sub_(g_smooth)",
+        "dlogits = p.mul_(g_nll)",
+    ),
+    Mutation(
+        "the output layer's last block of gradients is never added",
+        "core/loss.py",
+        "        self.flush()\n        bias = None if self.bias is None",
+        "        bias = None if self.bias is None",
+    ),
+    Mutation(
+        "the autograd context keeps the call with its tensors (and the head's cache)",
+        "core/engine.py",
+        "ctx.call = call.skeleton()",
+        "ctx.call = call",
+    ),
+    Mutation(
+        "the loss gradient computed under autograd (every block's logits kept)",
+        "core/head.py",
+        "with torch.no_grad():\n                dout = dout(out.detach())",
+        "with torch.enable_grad():\n                dout = dout(out.detach())",
     ),
 ]
 

@@ -479,8 +479,16 @@ class ReversibleStackFunction(torch.autograd.Function):
 
     Inputs: ``(call, *call.flat_inputs(h0, params))``. Outputs: ``(outputs,
     slices, *final_states)`` where ``outputs`` is the head's per-step output,
-    or the top layer's output if requested, else empty. Parameter gradients
-    are returned as the Function's input gradients, never accumulated aside.
+    or the top layer's output if requested, or a fused head's summed loss,
+    else empty. Parameter gradients are returned as the Function's input
+    gradients, never accumulated aside.
+
+    Everything the backward uses is saved in one place, the
+    ``save_for_backward`` call in :meth:`forward`: the inputs (token ids or
+    input tensor, padding mask, initial states, parameters, head tensors), the
+    final integer states, the top layer's first kept slice and its slices,
+    and the buffers. Besides, the context holds only ``call.skeleton()`` (no
+    tensors) and the layout of the saved list.
     """
 
     @staticmethod
