@@ -79,6 +79,16 @@ def prepare(work: Path) -> tuple[Path, Path]:
     return mt, lm
 
 
+def vocabularies(data: Path, *names: str) -> str:
+    """Dictionary sizes as fairseq builds them (4 special symbols, padded to a multiple of 8)."""
+    from fairseq.data import Dictionary
+
+    label = {"dict.txt": "words"}
+    return " / ".join(
+        f"{label.get(name, name.split('.')[-2])} {len(Dictionary.load(str(data / name)))}" for name in names
+    )
+
+
 def batch_of(task, size: int, seed: int = 0) -> dict:
     """``size`` training examples drawn at random (the same for every model)."""
     ds = task.dataset("train")
@@ -176,7 +186,9 @@ def main() -> None:
     mt, lm = mt_models(args.mt_size), None
     jobs = len(mt) * len(mt_batches) + 4 * len(lm_lengths) + 2 * len(rss_batches) + 2
     bar = tqdm(total=jobs, desc="bench_memory")
-    out = [f"device={args.device} torch={torch.__version__} threads={torch.get_num_threads()}", ""]
+    out = [f"device={args.device} torch={torch.__version__} threads={torch.get_num_threads()}"]
+    out += [f"vocabularies: translation {vocabularies(mt_data, 'dict.en.txt', 'dict.de.txt')}, "
+            f"language model {vocabularies(lm_data, 'dict.txt')} (with fairseq's special symbols)", ""]  # fmt: skip
 
     summary = []
     for batch in mt_batches:
