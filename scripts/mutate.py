@@ -114,8 +114,8 @@ MUTATIONS = [
     Mutation(
         "the output layer's last block of gradients is never added",
         "core/loss.py",
-        "        self.flush()\n        bias = None if self.bias is None",
-        "        bias = None if self.bias is None",
+        "        self.flush()\n        self.dlogits = self.inputs = None",
+        "        self.dlogits = self.inputs = None",
     ),
     Mutation(
         "the autograd context keeps the call with its tensors (and the head's cache)",

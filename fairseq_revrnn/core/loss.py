@@ -52,6 +52,11 @@ class TokenLoss:
         eps_i = self.epsilon / (vocab - 1) if self.epsilon else 0.0
         return 1.0 - self.epsilon - eps_i, eps_i
 
+    def blocks(self, steps: int, vocab: int, batch: int) -> list[tuple[int, int]]:
+        """Step ranges of the forward's blocks: whole steps, about ``block_elements`` logits each."""
+        n = max(1, self.rows_per_block(vocab) // batch)
+        return [(start, min(steps, start + n)) for start in range(0, steps, n)]
+
     def sums(self, features: Tensor, target: Tensor, weight: Tensor, bias: Optional[Tensor]) -> Tensor:
         """``(loss, nll_loss, n_correct)`` summed over ``features`` (N, D) with
         targets (N,); differentiable (ordinary autograd mode), block by block.
@@ -63,21 +68,27 @@ class TokenLoss:
         for s in range(0, features.shape[0], rows):
             lprobs = _logits(features[s : s + rows], weight, bias).log_softmax(-1)
             tgt = target[s : s + rows]
-            keep = tgt.ne(self.ignore_index)
-            safe = tgt.masked_fill(~keep, 0).unsqueeze(1)
-            nll = -(lprobs.gather(1, safe).squeeze(1) * keep).sum()
-            smooth = -(lprobs.sum(-1) * keep).sum() if b else nll.new_zeros(())
+            mask = tgt.ne(self.ignore_index)
+            safe = tgt.masked_fill(~mask, 0).unsqueeze(1)
+            nll = -(lprobs.gather(1, safe).squeeze(1) * mask).sum()
+            smooth = -(lprobs.sum(-1) * mask).sum() if b else nll.new_zeros(())
             correct = (
-                (lprobs.argmax(-1).eq(tgt) & keep).sum().to(total.dtype) if self.count_correct else nll.new_zeros(())
+                (lprobs.argmax(-1).eq(tgt) & mask).sum().to(total.dtype) if self.count_correct else nll.new_zeros(())
             )
             total = total + torch.stack([a * nll + b * smooth, nll, correct])
         return total
 
     def grads(
-        self, features: Tensor, target: Tensor, weight: Tensor, bias: Optional[Tensor], dsums: Tensor, acc: LinearGrads
+        self,
+        features: Tensor,
+        target: Tensor,
+        weight: Tensor,
+        bias: Optional[Tensor],
+        dsums: Tensor,
+        acc: LinearGrads,
     ) -> Tensor:
-        """Gradient of ``features`` (N, D) for ``dsums`` (the sums' gradient);
-        the output layer's gradients add into ``acc``."""
+        """Gradient of ``features`` (N, D) for ``dsums`` (the sums' gradient); the
+        output layer's gradients add into ``acc``. The logits are recomputed."""
         vocab = weight.shape[0]
         a, b = self.weights(vocab)
         g_nll = a * dsums[0] + dsums[1]
@@ -86,81 +97,85 @@ class TokenLoss:
         dfeatures = torch.empty_like(features)
         for s in range(0, features.shape[0], rows):
             x, tgt = features[s : s + rows], target[s : s + rows]
-            p = _logits(x, weight, bias).softmax(-1)
-            keep = tgt.ne(self.ignore_index)
+            p = _softmax_(_logits_into(acc.slot(x), x, weight, bias))
+            mask = tgt.ne(self.ignore_index)
             # d(a nll + b smooth)/dlogits = a (p - onehot) + b (V p - 1), zero for ignored targets
             dlogits = p.mul_(g_nll + g_smooth * vocab).sub_(g_smooth)
             hit = (-g_nll).reshape(1, 1).expand(tgt.shape[0], 1)
-            dlogits.scatter_add_(1, tgt.masked_fill(~keep, 0).unsqueeze(1), hit)
-            dlogits.mul_(keep.unsqueeze(1))
+            dlogits.scatter_add_(1, tgt.masked_fill(~mask, 0).unsqueeze(1), hit)
+            dlogits.mul_(mask.unsqueeze(1))
             dfeatures[s : s + rows] = (dlogits.to(weight.dtype) @ weight).to(features.dtype)
-            acc.add(dlogits, x)
         return dfeatures
 
 
 class LinearGrads:
     """The output layer's gradients, summed in a wide dtype (float32 for half
-    precision). Steps' logit gradients wait until a block's worth of rows has
-    come, so that the (V, D) sum is updated once per block, not once per step."""
+    precision). Steps write their logit gradients into one block buffer (about
+    ``rows`` rows), and the (V, D) sum is updated once per full block, not once
+    per step."""
 
     def __init__(self, weight: Tensor, bias: Optional[Tensor], rows: int) -> None:
         wide = _loss_dtype(weight.dtype)
         self.dtype, self.rows = weight.dtype, rows
         self.weight = torch.zeros(weight.shape, dtype=wide, device=weight.device)
         self.bias = None if bias is None else torch.zeros(bias.shape, dtype=wide, device=bias.device)
-        self.pending: list[tuple[Tensor, Tensor]] = []
+        self.dlogits: Optional[Tensor] = None
+        self.inputs: Optional[Tensor] = None
+        self.used = 0
 
-    def add(self, dlogits: Tensor, x: Tensor) -> None:
-        self.pending.append((dlogits, x))
-        if sum(d.shape[0] for d, _ in self.pending) >= self.rows:
+    def slot(self, x: Tensor) -> Tensor:
+        """Room (N, V) for the logit gradients of inputs ``x`` (N, D), which are kept beside."""
+        n = x.shape[0]
+        if self.dlogits is None or self.used + n > self.dlogits.shape[0]:
             self.flush()
+        if self.dlogits is None or n > self.dlogits.shape[0]:
+            size = max(self.rows, n)
+            self.dlogits = self.weight.new_empty((size, self.weight.shape[0]))
+            self.inputs = self.weight.new_empty((size, self.weight.shape[1]))
+        self.inputs[self.used : self.used + n] = x
+        self.used += n
+        return self.dlogits[self.used - n : self.used]
 
     def flush(self) -> None:
-        if not self.pending:
+        if not self.used:
             return
-        dlogits = torch.cat([d for d, _ in self.pending]).to(self.weight.dtype)
-        x = torch.cat([x for _, x in self.pending]).to(self.weight.dtype)
-        self.pending = []
-        self.weight.addmm_(dlogits.t(), x)
+        dlogits, inputs = self.dlogits[: self.used], self.inputs[: self.used]
+        self.weight.addmm_(dlogits.t(), inputs)
         if self.bias is not None:
             self.bias.add_(dlogits.sum(0))
+        self.used = 0
 
     def result(self) -> tuple[Tensor, Optional[Tensor]]:
         self.flush()
+        self.dlogits = self.inputs = None
         bias = None if self.bias is None else self.bias.to(self.dtype)
         return self.weight.to(self.dtype), bias
 
 
 class LossBlocks:
-    """Forward accumulation: per-step features in, summed loss out, computing
-    one block once enough rows have come."""
+    """Forward accumulation: per-step features in, summed loss out, one block of
+    steps at a time (:meth:`TokenLoss.blocks`)."""
 
     def __init__(self, loss: TokenLoss, target: Tensor, weight: Tensor, bias: Optional[Tensor]) -> None:
         self.loss, self.target, self.weight, self.bias = loss, target, weight, bias
-        self.rows = loss.rows_per_block(weight.shape[0])
+        self.bounds = loss.blocks(target.shape[0], weight.shape[0], target.shape[1])
+        self.block = 0
         self.pending: list[Tensor] = []
-        self.start = 0
         self.total: Optional[Tensor] = None
 
     def add(self, t: int, features: Tensor) -> None:
-        """Features (B, D) of step ``t`` (steps come in order)."""
-        if not self.pending:
-            self.start = t
+        """Features (B, D) of step ``t``; every step comes, in order."""
         self.pending.append(features)
-        if len(self.pending) * features.shape[0] >= self.rows:
-            self.flush()
-
-    def flush(self) -> None:
-        if not self.pending:
+        start, end = self.bounds[self.block]
+        if t + 1 < end:
             return
-        end = self.start + len(self.pending)
-        feats = torch.cat(self.pending)
-        sums = self.loss.sums(feats, self.target[self.start : end].reshape(-1), self.weight, self.bias)
-        self.total = sums if self.total is None else self.total + sums
+        self.block += 1
+        feats = torch.cat(self.pending) if len(self.pending) > 1 else self.pending[0]
         self.pending = []
+        sums = self.loss.sums(feats, self.target[start:end].reshape(-1), self.weight, self.bias)
+        self.total = sums if self.total is None else self.total + sums
 
     def result(self) -> Tensor:
-        self.flush()
         if self.total is None:
             return self.weight.new_zeros(3, dtype=_loss_dtype(self.weight.dtype))
         return self.total
@@ -172,3 +187,18 @@ def _loss_dtype(dtype: torch.dtype) -> torch.dtype:
 
 def _logits(x: Tensor, weight: Tensor, bias: Optional[Tensor]) -> Tensor:
     return F.linear(x, weight, bias).to(_loss_dtype(x.dtype))
+
+
+def _logits_into(out: Tensor, x: Tensor, weight: Tensor, bias: Optional[Tensor]) -> Tensor:
+    """``x W^T + b`` written into ``out`` (computed in the model's dtype, as :func:`_logits`)."""
+    if out.dtype != x.dtype:
+        return out.copy_(F.linear(x, weight, bias))
+    if bias is None:
+        return torch.mm(x, weight.t(), out=out)
+    return torch.addmm(bias, x, weight.t(), out=out)
+
+
+def _softmax_(x: Tensor) -> Tensor:
+    """Softmax over the last dimension, in place."""
+    x.sub_(x.amax(-1, keepdim=True)).exp_()
+    return x.div_(x.sum(-1, keepdim=True))
