@@ -5,7 +5,9 @@ are recomputed in the backward); the decoder starts from the encoder's final
 state and runs attention and the output projection inside its own reversible
 Function, so with reversibility on nothing of size T x B x (hidden or
 embedding dim) is kept for backward: only attention slices (T x B x k), token
-ids and per-sequence masks, plus the logits the loss needs.
+ids and per-sequence masks. With the plugin's criterions the loss runs inside
+the decoder's Function too (``fused_loss``/``target``), so no T x B x V logits
+are kept either; without them the decoder returns logits as usual.
 """
 
 from dataclasses import dataclass, field

@@ -1,7 +1,8 @@
 """``rev_rnn_lm``: reversible-RNN language model for fairseq's language_modeling task.
 
-Embeddings and the output projection run inside the reversible Function, so
-training keeps token ids, buffers and masks, and the logits the loss needs.
+Embeddings, the output projection and (with the plugin's criterions) the loss
+run inside the reversible Function, so training keeps token ids, buffers and
+dropout seeds: nothing per position of hidden, embedding or vocabulary size.
 """
 
 from dataclasses import dataclass, field
