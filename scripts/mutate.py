@@ -124,6 +124,12 @@ MUTATIONS = [
         "ctx.call = call",
     ),
     Mutation(
+        "the host-side bound trusted past the overflow limit (no push ever)",
+        "core/buffer.py",
+        "if self.bound_bits <= OVERFLOW_BITS:",
+        "if True:",
+    ),
+    Mutation(
         "the loss gradient computed under autograd (every block's logits kept)",
         "core/head.py",
         "with torch.no_grad():\n                dout = dout(out.detach())",

@@ -77,3 +77,42 @@ def test_overflow_pushes_and_pops_at_the_same_step():
     for t in reversed(range(steps)):
         h = buf.divide(h, z, t)
     assert torch.equal(h, h0) and not buf.stack
+
+
+@pytest.mark.parametrize("bits, most_reads", [(1, 0.25), (3, 0.25), (RZ, 0.5)])
+def test_overflow_is_decided_from_a_host_bound_with_few_device_reads(bits, most_reads):
+    """Reading the device at every step (the bound disabled: growth_bits=64) and reading it only
+    when the host-side bound allows an overflow push at the same steps and compute the same
+    values; the second reads the device on a fraction of the steps (without a forget limit the
+    bound grows 10 bits a step, so it is looser)."""
+    g = torch.Generator().manual_seed(bits)
+    steps = 300
+    zs = [torch.randint(2 ** (RZ - bits), 2**RZ, (4, 5), generator=g) for _ in range(steps)]
+    valid = [torch.rand(4, 1, generator=g) > 0.1 for _ in range(steps)]
+    h0 = -torch.randint(2**20, 2**30, (4, 5), generator=g)
+    runs = []
+    for growth in (64, bits):
+        buf, h, outs = InfoBuffer((4, 5), torch.device("cpu"), growth_bits=growth), h0, []
+        for t in range(steps):
+            h = buf.multiply(h, zs[t], t, valid[t])
+            outs.append(h)
+        runs.append((buf, outs))
+    (every, outs_every), (bounded, outs_bounded) = runs
+    assert every.reads == steps - 1
+    assert bounded.push_steps == every.push_steps and len(every.push_steps) > 0
+    assert all(torch.equal(a, b) for a, b in zip(outs_every, outs_bounded))
+    assert bounded.reads <= most_reads * steps, bounded.reads
+
+
+@pytest.mark.parametrize("cell", ["gru", "lstm"])
+def test_a_stack_reads_its_buffers_on_few_steps(cell):
+    """In a stack (3 bits, the default) the overflow decision reads the device on at most a
+    quarter of the steps per buffer; the values are those of the full pass (other tests)."""
+    from fairseq_revrnn.core import ReversibleRNN
+
+    module = ReversibleRNN(cell, 8, [16, 12], max_forget_bits=3)
+    steps = 300
+    _, state = module.advance(torch.randn(steps, 4, 8) * 3)
+    buffers = [b for layer in state.buffers for half in layer for b in half]
+    assert sum(len(b.push_steps) for b in buffers) > 0
+    assert sum(b.reads for b in buffers) <= 0.25 * steps * len(buffers)

@@ -6,6 +6,13 @@ integer buffer, and ``B mod z*`` is moved back into ``h*`` so that the buffer
 grows by only ``-log2 z`` bits per step. When an entry could overflow int64
 the whole buffer is pushed onto a stack and restarted (algorithm 3); the
 reverse pops it at the same step.
+
+Deciding that needs the buffer's largest entry, a read from the device (a
+host sync on a GPU). A buffer therefore keeps a bound on its entries' bits on
+the host: a multiplication adds at most ``growth_bits`` (``-log2`` of the
+smallest forget value), so the device is read only when the bound says an
+entry might have reached the limit. The pushes are the same as reading every
+step; the reads are rare.
 """
 
 from __future__ import annotations
@@ -18,7 +25,8 @@ from .fixed_point import RZ
 
 _LOW = 2**RZ - 1
 # B * 2**RZ + (2**RZ - 1) must stay below 2**63.
-OVERFLOW_AT = 2 ** (63 - RZ)
+OVERFLOW_BITS = 63 - RZ
+OVERFLOW_AT = 2**OVERFLOW_BITS
 
 
 def _where(valid: Optional[torch.Tensor], new: torch.Tensor, old: torch.Tensor) -> torch.Tensor:
@@ -28,20 +36,35 @@ def _where(valid: Optional[torch.Tensor], new: torch.Tensor, old: torch.Tensor) 
 class InfoBuffer:
     """Per-unit buffer for one state tensor of shape ``(batch, units)``."""
 
-    def __init__(self, shape: tuple[int, int], device: torch.device) -> None:
+    def __init__(self, shape: tuple[int, int], device: torch.device, growth_bits: int = RZ) -> None:
         self.buf = torch.zeros(shape, dtype=torch.int64, device=device)
         self.stack: list[torch.Tensor] = []
         self.push_steps: list[int] = []
         self.ideal_bits = torch.zeros((), dtype=torch.float64, device=device)
+        self.growth_bits = growth_bits
+        self.bound_bits = 0  # every entry is below 2**bound_bits
+        self.reads = 0  # device reads made to decide an overflow
+
+    def _might_overflow(self) -> bool:
+        """Whether an entry has reached ``OVERFLOW_AT``, reading the device only
+        when the host-side bound cannot rule it out."""
+        if self.bound_bits <= OVERFLOW_BITS:
+            return False
+        self.reads += 1
+        top = int(self.buf.max()) if self.buf.numel() else 0
+        self.bound_bits = top.bit_length()
+        return top >= OVERFLOW_AT
 
     def multiply(
         self, h: torch.Tensor, z: torch.Tensor, step: int, valid: Optional[torch.Tensor] = None
     ) -> torch.Tensor:
         """Return ``h* z* / 2**RZ`` exactly invertible, storing lost bits."""
-        if bool((self.buf >= OVERFLOW_AT).any()):
+        if self._might_overflow():
             self.stack.append(self.buf)
             self.push_steps.append(step)
             self.buf = torch.zeros_like(self.buf)
+            self.bound_bits = 0
+        self.bound_bits += self.growth_bits
         b_old = self.buf
         b = torch.bitwise_left_shift(b_old, RZ) | (h & _LOW)
         q = torch.div(b, z, rounding_mode="floor")
@@ -70,24 +93,30 @@ class InfoBuffer:
         return [self.buf, *self.stack]
 
     @classmethod
-    def restore(cls, tensors: list[torch.Tensor], push_steps: list[int]) -> InfoBuffer:
+    def restore(
+        cls, tensors: list[torch.Tensor], push_steps: list[int], growth_bits: int = RZ, bound_bits: int = 64
+    ) -> InfoBuffer:
+        """A buffer over saved tensors; without ``bound_bits`` its entries are
+        unknown, so the next multiplication reads them."""
         obj = cls.__new__(cls)
         obj.buf = tensors[0]
         obj.stack = list(tensors[1:])
         obj.push_steps = list(push_steps)
         obj.ideal_bits = torch.zeros((), dtype=torch.float64, device=tensors[0].device)
+        obj.growth_bits, obj.bound_bits, obj.reads = growth_bits, bound_bits, 0
         return obj
 
     def copy(self) -> InfoBuffer:
         """An independent buffer with the same contents (tensors are never
         modified in place, so they can be shared)."""
-        obj = InfoBuffer.restore(self.tensors(), self.push_steps)
+        obj = InfoBuffer.restore(self.tensors(), self.push_steps, self.growth_bits, self.bound_bits)
         obj.ideal_bits = self.ideal_bits
         return obj
 
     def index_select(self, order: torch.Tensor) -> InfoBuffer:
         """A copy holding only the batch rows ``order`` (beam search reordering)."""
-        obj = InfoBuffer.restore([t.index_select(0, order) for t in self.tensors()], self.push_steps)
+        tensors = [t.index_select(0, order) for t in self.tensors()]
+        obj = InfoBuffer.restore(tensors, self.push_steps, self.growth_bits, self.bound_bits)
         obj.ideal_bits = self.ideal_bits
         return obj
 

@@ -184,9 +184,10 @@ class _Layer:
         if self.cfg.forgetting.disabled:
             return None
         n = self.cfg.hidden_sizes[self.index] // 2
+        growth = self.cfg.forgetting.growth_bits
         return [
             [
-                InfoBuffer((batch, n - (self.keep if (half == 0 and v == 0) else 0)), device)
+                InfoBuffer((batch, n - (self.keep if (half == 0 and v == 0) else 0)), device, growth)
                 for v in range(self.cfg.nvars)
             ]
             for half in (0, 1)

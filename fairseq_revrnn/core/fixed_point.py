@@ -122,6 +122,11 @@ class Forgetting:
     def min_z(self) -> int:
         return 2 ** (RZ - self.max_bits) if self.limited else 1
 
+    @property
+    def growth_bits(self) -> int:
+        """The most bits one multiplication can add to a buffer entry: ``-log2`` of the smallest forget value."""
+        return RZ - (self.min_z.bit_length() - 1)
+
     def limit(self, s: torch.Tensor) -> torch.Tensor:
         """Map a sigmoid output in (0, 1) to a forget value in (beta, top)."""
         if self.alpha == 1.0 and self.beta == 0.0:
