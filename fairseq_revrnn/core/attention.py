@@ -1,4 +1,4 @@
-"""Luong "general" attention and the output projection as a step head (SPEC 5).
+"""Luong "general" attention and the output projection as a step head (docs/design.md, section 5).
 
 Applied after the decoder RNN (no input feeding): ``score_j = y^T W_a s_j``,
 ``c = sum_j a_j s_j``, ``h~ = tanh(W_c [c; y])``, logits ``= W_out h~``. The

@@ -1,4 +1,4 @@
-"""RevGRU and RevLSTM half-steps (SPEC section 2).
+"""RevGRU and RevLSTM half-steps (docs/design.md, section 2).
 
 A layer's state is split in halves updated one after the other; each half
 reads only ``[x; other half]``. For each half a cell provides:

@@ -1,4 +1,4 @@
-"""Fixed-point hidden states and quantised forget values (SPEC section 3).
+"""Fixed-point hidden states and quantised forget values (docs/design.md, section 3).
 
 Hidden states are integers ``h* = h * 2**RH`` held in int64; forget values are
 ``z* / 2**RZ`` with ``0 < z* < 2**RZ``. Everything the exact reversal needs is

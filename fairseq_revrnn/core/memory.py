@@ -1,6 +1,6 @@
 """Counting memory: the paper's bit accounting and the real bytes autograd keeps.
 
-SPEC section 6. ``naive`` is what a standard RNN stores (32 bits for every
+docs/design.md, section 6. ``naive`` is what a standard RNN stores (32 bits for every
 position and hidden unit, h and c for an LSTM); ``actual`` is every bit this
 implementation holds to reverse; ``ideal`` is what a perfect buffer would need.
 """

@@ -39,7 +39,7 @@ def _check_probability(name: str, p: float) -> float:
 
 
 class ReversibleRNN(nn.Module):
-    """Reversible recurrent stack (SPEC sections 2-4).
+    """Reversible recurrent stack (docs/design.md, sections 2-4).
 
     ``reversible=True`` trains without storing per-step hidden states (the
     reversible Function); ``False`` runs the same cells, with bit-identical

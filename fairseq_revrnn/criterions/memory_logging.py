@@ -1,4 +1,4 @@
-"""Memory bit counts in fairseq's logging outputs (SPEC section 6).
+"""Memory bit counts in fairseq's logging outputs (docs/design.md, section 6).
 
 The model's last forward leaves naive/actual/ideal bit counts per part
 (``enc``/``dec`` or ``lm``). They are summed in the logging output under
