@@ -99,3 +99,15 @@ def test_reordered_state_continues_like_the_reordered_batch(cell):
         rest, _ = module.advance(x[15:, order], state=state.index_select(order))
         whole, _ = module.advance(x[:, order])
     assert torch.equal(rest, whole[15:])
+
+
+def test_the_module_repr_names_its_configuration():
+    from fairseq_revrnn.core import ReversibleRNN
+
+    lstm = ReversibleRNN("lstm", 8, [16, 12], slice_dim=2, dropout_in=0.3, max_hidden_forget=0.9375)
+    assert repr(lstm) == (
+        "ReversibleRNN(lstm, input_size=8, hidden_sizes=[16, 12], max_forget_bits=3, max_hidden_forget=0.9375, "
+        "slice_dim=2, dropout_in=0.3)"
+    )
+    gru = ReversibleRNN("gru", 8, [16], no_forgetting=True, reversible=False)
+    assert repr(gru) == "ReversibleRNN(gru, input_size=8, hidden_sizes=[16], no_forgetting, reversible=False)"

@@ -39,15 +39,46 @@ def _check_probability(name: str, p: float) -> float:
 
 
 class ReversibleRNN(nn.Module):
-    """Reversible recurrent stack (docs/design.md, sections 2-4).
+    r"""Reversible recurrent stack (docs/design.md, sections 2-4).
 
-    ``reversible=True`` trains without storing per-step hidden states (the
-    reversible Function); ``False`` runs the same cells, with bit-identical
-    values, in ordinary autograd mode. ``slice_dim`` keeps the first units of
-    the top layer's h1 at every step (for attention); those units skip the
-    buffer because they are stored anyway. ``max_hidden_forget`` caps the
-    forget value of ``h`` (RevLSTM's ``p``, RevGRU's ``z``), so that a RevLSTM's
-    ``|h|`` stays below ``1 / (1 - max_hidden_forget)`` on long sequences.
+    Each layer's state is split in halves updated one after the other, each
+    half's gates reading the input and the other half only. RevGRU, per half::
+
+        [z1, r1] = sigma(W1 [x; h2]);  g1 = tanh(U1 [x; r1 * h2]);  h1 <- z1*h1 + (1-z1)*g1
+
+    RevLSTM, per half (state h and c)::
+
+        [f1, i1, o1, p1] = sigma(W1 [x; h2]),  g1 = tanh(.);  c1 <- f1*c1 + i1*g1;  h1 <- p1*h1 + o1*tanh(c1)
+
+    then the same for half 2 from ``[x; h1]``. Forget values (z, f, p) lie in
+    ``(2^-k, 1)`` for ``max_forget_bits=k``; states are fixed point and every
+    multiplication by a forget value saves the bits it destroys, so a step can
+    be undone exactly.
+
+    Args:
+        cell_type: ``"gru"`` or ``"lstm"``.
+        input_size: features of the first layer's input, D.
+        hidden_sizes: hidden size of each layer (even: two halves).
+        max_forget_bits: k, the most bits forgotten per unit and step (1..10),
+            or None for no limit.
+        no_forgetting: the NF variant (forget values 1, additive updates only).
+        max_hidden_forget: cap on the forget value of ``h`` (RevLSTM's ``p``,
+            RevGRU's ``z``): a RevLSTM's ``|h|`` stays below ``1 / (1 - cap)``.
+        slice_dim: first units of the top layer's h1 kept at every step (for
+            attention); they skip the buffer because they are stored anyway.
+        dropout_in, dropout_out, dropout_hidden: variational dropout on the
+            first layer's input and each layer's output, DropConnect on the
+            hidden-to-hidden weights; one mask per batch.
+        reversible: train without storing per-step states (the reversible
+            Function); False runs the same cells, with bit-identical values,
+            in ordinary autograd mode.
+        chunk_size: most steps per input-projection matrix multiply.
+
+    Shapes: inputs (T, B, D) or an input provider; ``valid`` (T, B);
+    ``state`` per layer ``(h, [c])`` of (B, H_l). Parameters per layer l:
+    ``weight_ih_l{l}`` (2 G, D_l), ``bias_l{l}`` (2 G), ``weight_hh1_l{l}`` and
+    ``weight_hh2_l{l}`` (G, H_l / 2), with G = gates per unit x H_l / 2 (3 for
+    the GRU, 5 for the LSTM).
     """
 
     def __init__(
@@ -99,6 +130,22 @@ class ReversibleRNN(nn.Module):
             self.register_parameter(f"weight_hh1_l{li}", nn.Parameter(torch.empty(g, h // 2)))
             self.register_parameter(f"weight_hh2_l{li}", nn.Parameter(torch.empty(g, h // 2)))
         self.reset_parameters()
+
+    def extra_repr(self) -> str:
+        cfg = self.config
+        fg = cfg.forgetting
+        forget = "no_forgetting" if fg.disabled else f"max_forget_bits={fg.max_bits}"
+        parts = [self.cell_type, f"input_size={cfg.input_size}", f"hidden_sizes={cfg.hidden_sizes}", forget]
+        if fg.hidden_ceiling is not None:
+            parts.append(f"max_hidden_forget={fg.hidden_ceiling}")
+        if cfg.slice_dim:
+            parts.append(f"slice_dim={cfg.slice_dim}")
+        for name in ("dropout_in", "dropout_out", "dropout_hidden"):
+            if getattr(self, name):
+                parts.append(f"{name}={getattr(self, name)}")
+        if not self.reversible:
+            parts.append("reversible=False")
+        return ", ".join(parts)
 
     def reset_parameters(self) -> None:
         for li, h in enumerate(self.config.hidden_sizes):
