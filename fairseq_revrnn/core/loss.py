@@ -26,7 +26,6 @@ import torch.nn.functional as F
 Tensor = torch.Tensor
 
 BLOCK_ELEMENTS = 2**22  # logits per block: 16 MB in float32
-SUMS = ("loss", "nll_loss", "n_correct")
 
 
 @dataclass(frozen=True)

@@ -3,6 +3,7 @@ model and criterion from command-line arguments, and the step's memory."""
 
 from __future__ import annotations
 
+import contextlib
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,31 +40,28 @@ class StepResult:
     live: int
     peak: int
     seconds: float
-    loss: float
 
 
 def training_step(model, criterion, sample, device: str = "cpu", metered: bool = True) -> StepResult:
     """Forward (model + criterion) and backward of ``sample``, in training mode.
 
-    Gradients start as None, as fairseq's ``zero_grad`` leaves them; the
-    gradients the step leaves are subtracted from ``live`` and ``peak``, so
-    both count the step's activations and temporaries only.
+    Gradients start as None, as fairseq's ``zero_grad`` leaves them; ``live``
+    is taken before any exist, and the gradients the step leaves are
+    subtracted from ``peak``, so both count activations and temporaries only.
     """
     model.train()
     model.zero_grad(set_to_none=True)
     meter = StepMemory(device) if metered else None
     start = time.perf_counter()
-    if meter is not None:
-        meter.__enter__()
-    loss, _, _ = criterion(model, sample)
-    if meter is not None:
-        meter.mark("forward")
-    loss.backward()
-    if device != "cpu":
-        torch.cuda.synchronize()
-    if meter is not None:
-        meter.__exit__(None, None, None)
+    with meter or contextlib.nullcontext():
+        loss, _, _ = criterion(model, sample)
+        if meter is not None:
+            meter.mark("forward")
+        loss.backward()
+        if device != "cpu":
+            torch.cuda.synchronize()
     seconds = time.perf_counter() - start
+    if meter is None:
+        return StepResult(0, 0, seconds)
     grads = sum(p.grad.numel() * p.grad.element_size() for p in model.parameters() if p.grad is not None)
-    live, peak = (meter.live["forward"], meter.peak - grads) if meter is not None else (0, 0)
-    return StepResult(live, peak, seconds, float(loss.detach()))
+    return StepResult(meter.live["forward"], meter.peak - grads, seconds)
