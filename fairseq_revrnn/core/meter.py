@@ -3,7 +3,7 @@
 Hooks on ``save_for_backward`` miss what an autograd context, a cache or an
 attribute keeps. :class:`StepMemory` instead counts every allocation and
 free while a step runs: on CPU from the profiler's memory events, on CUDA from
-the caching allocator's counters. ``live(name)`` is the bytes allocated since
+the caching allocator's counters. ``live[name]`` is the bytes allocated since
 the start and still alive at ``mark(name)`` (e.g. between forward and
 backward); ``peak`` the most alive at any time. Both are relative to the
 start, so parameters and anything allocated before are not counted.
