@@ -1,10 +1,25 @@
 #!/usr/bin/env python
-"""Benchmark the reversible core against its own ordinary mode and cuDNN-style torch RNNs.
+"""Benchmark the reversible core against its own ordinary mode, cuDNN-style torch
+RNNs, and those RNNs under activation checkpointing (what a user short of memory
+would pick instead).
 
 For each configuration it measures, in one run: time per training step
-(forward + backward) in reversible and ordinary mode and for ``torch.nn.LSTM``
-/ ``torch.nn.GRU`` of the same size; bytes autograd saves for backward in
-both modes; and the paper's memory metric (actual and ideal savings).
+(forward + backward) in reversible and ordinary mode, for ``torch.nn.LSTM`` /
+``torch.nn.GRU`` of the same size, and for that torch RNN run in chunks of
+about sqrt(T) steps, each under ``torch.utils.checkpoint`` (non-reentrant),
+carrying the state between chunks; bytes kept for backward; the paper's memory
+metric (actual and ideal savings); and top-level operators dispatched per time
+step and layer in a whole training step (``core.meter.ops_per_step``: on a GPU
+each is a host-side dispatch and most a kernel launch).
+
+Kept bytes: for the two modes, what ``SavedTensorMeter`` sees saved
+(parameters excluded, unique storages, the input ``x`` included). A checkpoint
+keeps its chunks' inputs and RNG states in its own frame, out of sight of
+saved-tensor hooks, so for it the bytes are ``StepMemory``'s live bytes
+between forward and backward (everything allocated in the forward and still
+alive once the output is dropped and only the loss held) plus ``x``, allocated
+before. Measured both ways, the two modes and the plain torch RNN agree to
+within a few KB.
 
     python scripts/bench_core.py            # full table (2 cells x H {256,650} x T {35,70,200})
     python scripts/bench_core.py --quick    # one small configuration, < 1 minute
@@ -13,14 +28,17 @@ both modes; and the paper's memory metric (actual and ideal savings).
 from __future__ import annotations
 
 import argparse
+import math
 import statistics
 import time
 from dataclasses import dataclass
 
 import torch
+from torch.utils.checkpoint import checkpoint
 from tqdm import tqdm
 
 from fairseq_revrnn.core import ReversibleRNN, SavedTensorMeter, total
+from fairseq_revrnn.core.meter import StepMemory, ops_per_step
 
 
 @dataclass
@@ -35,9 +53,13 @@ class Row:
     ord_bytes: int
     savings: float
     ideal_savings: float
+    ckpt_ms: float
+    ckpt_bytes: int
+    ops: tuple[float, float, float, float]  # per step and layer: rev, ord, torch, checkpoint
     rev_peak: float = float("nan")
     ord_peak: float = float("nan")
     torch_peak: float = float("nan")
+    ckpt_peak: float = float("nan")
 
 
 def _sync(device: torch.device) -> None:
@@ -73,8 +95,35 @@ def _time(fns: list, device: torch.device, repeats: int) -> list[float]:
     return [statistics.median(t) for t in times]
 
 
-def measure(cell: str, hidden: int, steps: int, batch: int, layers: int, bits: int, repeats: int, device) -> Row:
+def run_checkpointed(rnn: torch.nn.RNNBase, x: torch.Tensor, chunk: int) -> torch.Tensor:
+    """``rnn(x)``'s outputs, recomputing each chunk of ``chunk`` steps in the
+    backward instead of keeping its activations; only the states between
+    chunks (and each chunk's input) are kept."""
+    state, outs = None, []
+    for start in range(0, x.shape[0], chunk):
+        out, state = checkpoint(rnn, x[start : start + chunk], state, use_reentrant=False)
+        outs.append(out)
+    return torch.cat(outs)
+
+
+def kept_bytes(forward, x: torch.Tensor, weights: torch.Tensor, device: torch.device) -> int:
+    """Bytes allocated by ``forward()`` and still alive between forward and
+    backward once only the loss is held, plus ``x`` (see the module docstring)."""
+    with StepMemory(device) as memory:
+        out = forward()
+        loss = (out * weights).sum()
+        del out
+        memory.mark("forward")
+    loss.backward()
+    return memory.live["forward"] + x.numel() * x.element_size()
+
+
+def measure(
+    cell: str, hidden: int, steps: int, batch: int, layers: int, bits: int, repeats: int, device, chunk: int = 0
+) -> Row:
+    """One configuration; ``chunk`` steps per checkpoint (0: about sqrt(T))."""
     torch.manual_seed(0)
+    chunk = chunk or max(1, round(math.sqrt(steps)))
     model = ReversibleRNN(cell, hidden, [hidden] * layers, max_forget_bits=bits).to(device)
     baseline = (torch.nn.LSTM if cell == "lstm" else torch.nn.GRU)(hidden, hidden, layers).to(device)
     x = torch.randn(steps, batch, hidden, device=device, requires_grad=True)
@@ -92,9 +141,13 @@ def measure(cell: str, hidden: int, steps: int, batch: int, layers: int, bits: i
         out, _ = baseline(x)
         (out * weights).sum().backward()
 
-    fns = [step(True), step(False), step_torch]
-    rev_s, ord_s, torch_s = _time(fns, device, repeats)
-    rev_peak, ord_peak, torch_peak = (_peak(fn, device) for fn in fns)
+    def step_checkpointed():
+        (run_checkpointed(baseline, x, chunk) * weights).sum().backward()
+
+    fns = [step(True), step(False), step_torch, step_checkpointed]
+    ops = tuple(ops_per_step(fn, steps, layers) for fn in fns)
+    rev_s, ord_s, torch_s, ckpt_s = _time(fns, device, repeats)
+    rev_peak, ord_peak, torch_peak, ckpt_peak = (_peak(fn, device) for fn in fns)
     saved = {}
     for reversible in (True, False):
         model.reversible = reversible
@@ -104,6 +157,7 @@ def measure(cell: str, hidden: int, steps: int, batch: int, layers: int, bits: i
         if reversible:
             stats = total(out.memory)
         del out
+    ckpt_bytes = kept_bytes(lambda: run_checkpointed(baseline, x, chunk), x, weights, device)
     return Row(
         cell,
         hidden,
@@ -115,30 +169,38 @@ def measure(cell: str, hidden: int, steps: int, batch: int, layers: int, bits: i
         saved[False],
         stats.savings,
         stats.ideal_savings,
+        1000 * ckpt_s,
+        ckpt_bytes,
+        ops,
         rev_peak,
         ord_peak,
         torch_peak,
+        ckpt_peak,
     )
 
 
 def table(rows: list[Row], device: torch.device) -> str:
     head = (
         "| cell | H | T | reversible ms | ordinary ms | rev/ord | torch ms | rev/torch "
-        "| saved MB rev | saved MB ord | saved-bytes reduction | savings actual | savings ideal |"
+        "| saved MB rev | saved MB ord | saved-bytes reduction | savings actual | savings ideal "
+        "| ckpt ms | rev/ckpt | saved MB ckpt | ops/step rev | ops/step ord | ops/step torch | ops/step ckpt |"
     )
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     if device.type == "cuda":
-        lines[0] += " peak MB rev | peak MB ord | peak MB torch |"
-        lines[1] += "---|---|---|"
+        lines[0] += " peak MB rev | peak MB ord | peak MB torch | peak MB ckpt |"
+        lines[1] += "---|---|---|---|"
     for r in rows:
         line = (
             f"| {r.cell} | {r.hidden} | {r.steps} | {r.rev_ms:.1f} | {r.ord_ms:.1f} | {r.rev_ms / r.ord_ms:.2f}x "
             f"| {r.torch_ms:.1f} | {r.rev_ms / r.torch_ms:.2f}x "
             f"| {r.rev_bytes / 2**20:.2f} | {r.ord_bytes / 2**20:.2f} "
-            f"| {r.ord_bytes / r.rev_bytes:.1f}x | {r.savings:.1f}x | {r.ideal_savings:.1f}x |"
+            f"| {r.ord_bytes / r.rev_bytes:.1f}x | {r.savings:.1f}x | {r.ideal_savings:.1f}x "
+            f"| {r.ckpt_ms:.1f} | {r.rev_ms / r.ckpt_ms:.2f}x | {r.ckpt_bytes / 2**20:.2f} "
+            f"| {' | '.join(f'{n:.1f}' for n in r.ops)} |"
         )
         if device.type == "cuda":
-            line += f" {r.rev_peak / 2**20:.1f} | {r.ord_peak / 2**20:.1f} | {r.torch_peak / 2**20:.1f} |"
+            peaks = (r.rev_peak, r.ord_peak, r.torch_peak, r.ckpt_peak)
+            line += " " + " | ".join(f"{p / 2**20:.1f}" for p in peaks) + " |"
         lines.append(line)
     return "\n".join(lines)
 
@@ -153,6 +215,7 @@ def main() -> None:
     parser.add_argument("--layers", type=int, default=2)
     parser.add_argument("--bits", type=int, default=3, help="max forget bits")
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--checkpoint-chunk", type=int, default=0, help="steps per checkpoint (0: about sqrt(T))")
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args()
     if args.quick:
@@ -161,10 +224,11 @@ def main() -> None:
     configs = [(c, h, t) for c in args.cells for h in args.hidden for t in args.steps]
     print(
         f"device={device} torch={torch.__version__} threads={torch.get_num_threads()} "
-        f"batch={args.batch} layers={args.layers} bits={args.bits} repeats={args.repeats}"
+        f"batch={args.batch} layers={args.layers} bits={args.bits} repeats={args.repeats} "
+        f"checkpoint chunk={args.checkpoint_chunk or 'sqrt(T)'}"
     )
     rows = [
-        measure(c, h, t, args.batch, args.layers, args.bits, args.repeats, device)
+        measure(c, h, t, args.batch, args.layers, args.bits, args.repeats, device, args.checkpoint_chunk)
         for c, h, t in tqdm(configs, desc="configurations")
     ]
     print(table(rows, device))
