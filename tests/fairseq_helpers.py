@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Optional
+
 from fairseq_revrnn.recipes.steps import build  # noqa: F401  (the tests build as fairseq-train does)
 
 TINY_NMT = [
@@ -33,3 +35,16 @@ def synthetic_batch(task, batch: int, length: int, source_length: int = 0) -> di
     net_input = {"src_tokens": src, "src_lengths": torch.full((batch,), source_length), "prev_output_tokens": prev}
     return {"id": torch.arange(batch), "nsentences": batch, "ntokens": target.numel(), "target": target,
             "net_input": net_input}  # fmt: skip
+
+
+def resolved_defaults(config, task: dict, settings: Optional[dict] = None) -> dict:
+    """A model dataclass's defaults, with ``settings`` over them, as a full fairseq config resolves
+    them: tied ones (``II``) take the value they name (the encoder's sizes, the ``task``'s maximum
+    positions)."""
+    import dataclasses
+
+    from omegaconf import OmegaConf
+
+    root = OmegaConf.create({"model": {**dataclasses.asdict(config()), **(settings or {})}, "task": task})
+    model = OmegaConf.to_container(root, resolve=True)["model"]
+    return {k: v for k, v in model.items() if not k.startswith("_")}

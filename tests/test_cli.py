@@ -11,7 +11,7 @@ import sacrebleu
 from fairseq_revrnn.core.attention import ATTENTION_TYPES
 
 from .data import BIN, EXAMPLES, PLUGIN, REPO, cli
-from .fairseq_helpers import TINY_NMT
+from .fairseq_helpers import TINY_NMT, resolved_defaults
 
 pytestmark = pytest.mark.cli
 
@@ -75,6 +75,25 @@ def test_translation_train_generate_resume(multi30k_bin, tmp_path, cell, attenti
     out = resume.stderr + resume.stdout
     assert "Loaded checkpoint" in out and "@ 2 updates" in out
     assert json_logs(out, "train_inner")[-1]["num_updates"] == "3"
+
+
+def test_an_architecture_without_options_saves_the_dataclass_defaults(multi30k_bin, tmp_path):
+    """``--arch rev_lstm`` and no model option: the checkpoint's model cfg is RevRNNConfig's
+    defaults, tied ones resolved (the decoder's sizes are the encoder's, the maximum positions
+    the task's)."""
+    from fairseq import checkpoint_utils
+    from omegaconf import OmegaConf
+
+    from fairseq_revrnn.models.rev_rnn import RevRNNConfig
+
+    save = tmp_path / "checkpoints"
+    cli(
+        "fairseq-train", multi30k_bin, "--user-dir", PLUGIN, "--arch", "rev_lstm", "--criterion", "rev_cross_entropy",
+        "--save-dir", save, "--max-update", "1", "--disable-validation", *COMMON, cwd=tmp_path,
+    )  # fmt: skip
+    cfg = checkpoint_utils.load_checkpoint_to_cpu(str(save / "checkpoint_last.pt"))["cfg"]
+    model = OmegaConf.to_container(cfg.model, resolve=True)
+    assert model == {"_name": "rev_lstm", **resolved_defaults(RevRNNConfig, OmegaConf.to_container(cfg.task))}
 
 
 def test_interactive_translates_stdin(multi30k_bin, tmp_path):

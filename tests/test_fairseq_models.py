@@ -5,7 +5,7 @@ import importlib
 import pytest
 import torch
 
-from fairseq_revrnn.core import SavedTensorMeter
+from fairseq_revrnn.core import SavedTensorMeter, total
 
 from .fairseq_helpers import TINY_NMT, build, sample
 
@@ -77,7 +77,11 @@ def test_hidden_attention_keeps_encoder_states_as_documented(multi30k_bin):
     "rev, ref, extra",
     [
         ("rev_cross_entropy", "cross_entropy", []),
-        ("rev_label_smoothed_cross_entropy", "label_smoothed_cross_entropy", ["--label-smoothing", "0.1"]),
+        (
+            "rev_label_smoothed_cross_entropy",
+            "label_smoothed_cross_entropy",
+            ["--label-smoothing", "0.1", "--report-accuracy"],
+        ),
     ],
 )
 def test_criterions_compute_fairseqs_loss(multi30k_bin, rev, ref, extra):
@@ -104,8 +108,55 @@ def test_criterions_compute_fairseqs_loss(multi30k_bin, rev, ref, extra):
 def _criterion_kwargs(criterion):
     kwargs = {"sentence_avg": criterion.sentence_avg}
     if hasattr(criterion, "eps"):
-        kwargs.update(label_smoothing=criterion.eps)
+        kwargs.update(label_smoothing=criterion.eps, report_accuracy=criterion.report_accuracy)
     return kwargs
+
+
+def test_memory_counts_travel_with_the_output(multi30k_bin):
+    """The encoder returns its bit counts in ``encoder_out`` (reordering keeps them), the decoder
+    both parts in ``extra``, with logits or the fused loss alike; the criterion logs those of the
+    output it computes the loss from. The model keeps none."""
+    task, model, criterion = build(
+        multi30k_bin, "--arch", "rev_lstm", *TINY_NMT, "--attention", "hidden", "--encoder-layers", "2",
+        "--decoder-layers", "2", "--criterion", "rev_cross_entropy",
+    )  # fmt: skip
+    model.eval()
+    batch = sample(task, n=6)
+    net_input = batch["net_input"]
+    with torch.no_grad():
+        encoder_out = model.encoder(net_input["src_tokens"], net_input["src_lengths"])
+        _, extra = model.decoder(net_input["prev_output_tokens"], encoder_out)
+        _, fused_extra = model(**net_input, **criterion.loss_request(batch))
+        _, _, log = criterion(model, batch)
+    assert len(encoder_out["memory"]) == 2
+    assert model.encoder.reorder_encoder_out(encoder_out, torch.arange(5, -1, -1))["memory"] == encoder_out["memory"]
+    memory = extra["memory"]
+    assert set(memory) == {"enc", "dec"} and memory["enc"] == total(encoder_out["memory"])
+    assert fused_extra["fused_loss"] and fused_extra["memory"] == memory
+    for part, stats in memory.items():
+        logged = [log[f"_mem_{part}_{kind}"] for kind in ("naive", "actual", "ideal")]
+        assert logged == [stats.naive_bits, stats.actual_bits, stats.ideal_bits]
+    assert not any(hasattr(m, name) for m in model.modules() for name in ("last_memory", "memory_stats"))
+
+
+def test_fairseqs_own_models_work_with_the_plugins_criterions(multi30k_bin):
+    """fairseq's ``lstm`` returns its attention weights (or None) where ours return a dict: the
+    criterion takes fairseq's path, logs no memory counts and computes fairseq's loss."""
+    from fairseq import criterions
+
+    sizes = ["--encoder-embed-dim", "--decoder-embed-dim", "--encoder-hidden-size", "--decoder-hidden-size",
+             "--decoder-out-embed-dim"]  # fmt: skip
+    args = ["--arch", "lstm", *(v for size in sizes for v in (size, "16")), "--criterion", "rev_cross_entropy"]
+    task, model, criterion = build(multi30k_bin, *args)
+    reference = criterions.CRITERION_REGISTRY["cross_entropy"](task, sentence_avg=False)
+    batch = sample(task, n=4)
+    model.train()
+    loss, _, log = criterion(model, batch)
+    loss.backward()
+    assert not any(k.startswith("_mem_") for k in log)
+    model.eval()
+    with torch.no_grad():
+        assert torch.equal(criterion(model, batch)[0], reference(model, batch)[0])
 
 
 @pytest.mark.parametrize("arch, attention", [("rev_lstm", "emb+slice"), ("rev_gru", "hidden"), ("rev_lstm", "none")])

@@ -1,7 +1,8 @@
 """Memory bit counts in fairseq's logging outputs (docs/design.md, section 6).
 
-The model's last forward leaves naive/actual/ideal bit counts per part
-(``enc``/``dec`` or ``lm``). They are summed in the logging output under
+The models return naive/actual/ideal bit counts per part (``enc``/``dec`` or
+``lm``) with their output, in the decoder's ``extra["memory"]``; the criterion
+copies them into the logging output. They are summed there under
 hidden names (``_mem_<part>_<kind>``: hidden from the progress bar, summable
 across workers) and turned into ratios in ``reduce_metrics``, so that
 ``mem_savings`` etc. appear in the progress bar, json logs and tensorboard.
@@ -12,14 +13,14 @@ from __future__ import annotations
 from fairseq import utils
 from fairseq.logging import metrics
 
+from ..core.memory import MemoryStats
+
 KINDS = ("naive", "actual", "ideal")
 
 
-def add_memory(model, logging_output: dict) -> None:
-    stats = getattr(model, "memory_stats", None)
-    if stats is None:
-        return
-    for part, s in stats().items():
+def add_memory(memory: dict[str, MemoryStats], logging_output: dict) -> None:
+    """Log each part's bit counts under hidden names that fairseq sums across workers."""
+    for part, s in memory.items():
         logging_output[f"_mem_{part}_naive"] = s.naive_bits
         logging_output[f"_mem_{part}_actual"] = s.actual_bits
         logging_output[f"_mem_{part}_ideal"] = s.ideal_bits

@@ -11,6 +11,7 @@ support (e.g. fairseq's own) always take fairseq's path.
 from dataclasses import dataclass, field
 
 import torch
+from fairseq import utils
 from fairseq.criterions.cross_entropy import CrossEntropyCriterion, CrossEntropyCriterionConfig
 from fairseq.criterions.label_smoothed_cross_entropy import (
     LabelSmoothedCrossEntropyCriterion,
@@ -44,18 +45,26 @@ class RevLabelSmoothedCrossEntropyConfig(LabelSmoothedCrossEntropyCriterionConfi
     fused_loss_block_mb: float = field(default=BLOCK_MB, metadata={"help": BLOCK_HELP})
 
 
+def _extra(net_output) -> dict:
+    """The decoder's ``extra`` dict; fairseq's own models may put something else there
+    (its ``lstm`` returns the attention weights, or None)."""
+    extra = net_output[1] if len(net_output) > 1 else None
+    return extra if isinstance(extra, dict) else {}
+
+
 def _fused(net_output) -> bool:
-    return bool(net_output[1].get("fused_loss", False))
+    return bool(_extra(net_output).get("fused_loss", False))
 
 
 class FusedLossCriterion:
     """Mixin over a fairseq criterion: asks the model for the summed loss
     (``loss, nll_loss, n_correct``) instead of logits, checks it is finite,
-    and adds the model's memory counts."""
+    and logs the memory counts the model returns with its output."""
 
     name = ""
     fused_loss = True
     block_elements = BLOCK_ELEMENTS
+    logs_nll_loss = False  # whether the fairseq criterion logs nll_loss besides loss
 
     def configure_fused_loss(self, no_fused_loss: bool, block_mb: float) -> None:
         if not block_mb > 0:
@@ -63,22 +72,41 @@ class FusedLossCriterion:
         self.fused_loss = not no_fused_loss
         self.block_elements = max(1, int(block_mb * 2**20 / 4))
 
+    def loss_request(self, sample: dict) -> dict:
+        """The model's extra arguments for the fused loss: the loss and the (prefix-masked) targets."""
+        target = sample["target"]
+        prefix = getattr(self, "ignore_prefix_size", 0)
+        if prefix > 0:
+            target = target.clone()
+            target[:, :prefix] = self.padding_idx
+        eps = float(getattr(self, "eps", 0.0))
+        accuracy = bool(getattr(self, "report_accuracy", False))
+        loss = TokenLoss(self.padding_idx, eps, self.block_elements, count_correct=accuracy)
+        return {"fused_loss": loss, "target": target}
+
     def forward(self, model, sample, reduce=True):
+        """fairseq's criterion forward (the same loss, sample size and logging output), with the
+        fused loss where the model offers it and the memory counts of the model's output."""
         if self.fused_loss and reduce and getattr(model, "supports_fused_loss", False):
-            target = sample["target"]
-            prefix = getattr(self, "ignore_prefix_size", 0)
-            if prefix > 0:
-                target = target.clone()
-                target[:, :prefix] = self.padding_idx
-            eps = float(getattr(self, "eps", 0.0))
-            accuracy = bool(getattr(self, "report_accuracy", False))
-            loss = TokenLoss(self.padding_idx, eps, self.block_elements, count_correct=accuracy)
-            request = {"fused_loss": loss, "target": target}
-            sample = dict(sample, net_input=dict(sample["net_input"], **request))
-        loss, sample_size, logging_output = super().forward(model, sample, reduce)
+            sample = dict(sample, net_input=dict(sample["net_input"], **self.loss_request(sample)))
+        net_output = model(**sample["net_input"])
+        loss, nll_loss = self.compute_loss(model, net_output, sample, reduce=reduce)
         if not bool(torch.isfinite(loss).all()):
             raise FloatingPointError(f"{self.name}: the loss is not finite ({loss.sum().item()}); stopping here")
-        add_memory(model, logging_output)
+        sample_size = sample["target"].size(0) if self.sentence_avg else sample["ntokens"]
+        logging_output = {
+            "loss": loss.data,
+            "ntokens": sample["ntokens"],
+            "nsentences": sample["target"].size(0),
+            "sample_size": sample_size,
+        }
+        if self.logs_nll_loss:
+            logging_output["nll_loss"] = nll_loss.data
+        if getattr(self, "report_accuracy", False):
+            n_correct, total = self.compute_accuracy(model, net_output, sample)
+            logging_output["n_correct"] = utils.item(n_correct.data)
+            logging_output["total"] = utils.item(total.data)
+        add_memory(_extra(net_output).get("memory", {}), logging_output)
         return loss, sample_size, logging_output
 
     def compute_loss(self, model, net_output, sample, reduce=True):
@@ -110,6 +138,7 @@ class RevCrossEntropyCriterion(FusedLossCriterion, CrossEntropyCriterion):
 @registry.criterion("rev_label_smoothed_cross_entropy", dataclass=RevLabelSmoothedCrossEntropyConfig)
 class RevLabelSmoothedCrossEntropyCriterion(FusedLossCriterion, LabelSmoothedCrossEntropyCriterion):
     name = "rev_label_smoothed_cross_entropy"
+    logs_nll_loss = True
 
     def __init__(
         self,

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import dataclasses
+from argparse import Namespace
 from typing import Optional, Sequence
 
 import torch
-from fairseq.dataclass import ChoiceEnum
+from fairseq.dataclass import ChoiceEnum, FairseqDataclass
 from fairseq.models import FairseqIncrementalDecoder
+from fairseq.utils import safe_getattr
+from omegaconf import DictConfig
 from torch import nn
 
-from ..core import EmbeddingInput, ReversibleRNN
+from ..core import EmbeddingInput, ReversibleRNN, RNNOutput
 from ..core.dropout import variational_mask
 from ..core.fixed_point import RZ, check_ceiling
 from ..core.loss import TokenLoss
@@ -144,7 +148,6 @@ class ReversibleDecoder(FairseqIncrementalDecoder):
         self.out_proj = uniform_parameter(embed_dim, top) if tie and top != embed_dim else None
         self.out_weight = None if tie else uniform_parameter(len(dictionary), top)
         self.out_bias = nn.Parameter(torch.zeros(len(dictionary)))
-        self.last_memory: list[MemoryStats] = []
 
     def output_tensors(self) -> dict:
         """The output projection's tensors, by :class:`OutputHead` slot."""
@@ -161,12 +164,15 @@ class ReversibleDecoder(FairseqIncrementalDecoder):
             raise ValueError("a fused loss needs the targets: pass target= with fused_loss=")
         return {"loss": fused_loss, "target": target.t()}
 
-    def run_outputs(self, out) -> tuple:
-        """The decoder's return value: logits (batch, time, V), or the fused loss's sums."""
-        self.last_memory = out.memory
+    @staticmethod
+    def run_outputs(out: RNNOutput, memory: dict[str, MemoryStats]) -> tuple:
+        """The decoder's return value: logits (batch, time, V), or the fused loss's sums, and
+        ``extra``. ``extra["memory"]`` holds the bit counts of the passes behind this output by
+        part (``enc`` and ``dec``, or ``lm``): they travel with the output, so that the criterion
+        logs the counts of the very batch it computes the loss of."""
         if out.outputs.dim() == 1:
-            return out.outputs, {"attn": None, "fused_loss": True}
-        return out.outputs.transpose(0, 1), {"attn": None}
+            return out.outputs, {"attn": None, "fused_loss": True, "memory": memory}
+        return out.outputs.transpose(0, 1), {"attn": None, "memory": memory}
 
     def inputs(self, tokens: torch.Tensor) -> EmbeddingInput:
         return embedded_tokens(self.embed_tokens, tokens, self.cfg.dropout_embed, self.training)
@@ -184,6 +190,23 @@ class ReversibleDecoder(FairseqIncrementalDecoder):
         if cached is not None:
             reordered = {"state": cached["state"].index_select(new_order)}
             self.set_incremental_state(incremental_state, "rnn_state", reordered)
+
+
+def apply_architecture(args: Namespace | DictConfig, config: type[FairseqDataclass], settings: dict) -> None:
+    """Complete ``args`` in place for a named architecture: its ``settings``, then ``config``'s
+    defaults, each only where the user left the option unset (absent or None).
+
+    The dataclass is the one place defaults are written. fairseq-train would take them from it
+    anyway, but fairseq-hydra-train with ``model._name=<architecture>`` gives the architecture
+    function only the user's keys and merges no dataclass, so they are filled here from it (which
+    also writes them into the checkpoint's cfg). Tied defaults (``II(...)``) stay interpolations."""
+    for name, value in settings.items():
+        if safe_getattr(args, name) is None:
+            setattr(args, name, value)
+    defaults = config()
+    for field in dataclasses.fields(config):
+        if not field.name.startswith("_") and safe_getattr(args, field.name) is None:
+            setattr(args, field.name, getattr(defaults, field.name))
 
 
 def uniform_parameter(*shape: int) -> nn.Parameter:

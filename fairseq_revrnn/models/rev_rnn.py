@@ -10,6 +10,7 @@ the decoder's Function too (``fused_loss``/``target``), so no T x B x V logits
 are kept either; without them the decoder returns logits as usual.
 """
 
+import functools
 from dataclasses import dataclass, field
 from typing import Optional
 
@@ -17,10 +18,11 @@ import torch
 from fairseq.dataclass import ChoiceEnum, FairseqDataclass
 from fairseq.models import FairseqEncoder, FairseqEncoderDecoderModel
 from fairseq.utils import safe_getattr
+from omegaconf import II
 from torch import nn
 
 from .. import registry
-from ..core import OutputHead, total
+from ..core import MemoryStats, OutputHead, total
 from ..core.attention import ATTENTION_TYPES, uses_embeddings, uses_slice
 from ..core.dropout import variational_mask
 from .common import (
@@ -28,6 +30,7 @@ from .common import (
     FORGET_BITS_CHOICES,
     HELP,
     ReversibleDecoder,
+    apply_architecture,
     build_stack,
     check_options,
     embedded_tokens,
@@ -45,12 +48,17 @@ class RevRNNConfig(FairseqDataclass):
     encoder_embed_dim: int = field(default=256, metadata={"help": "encoder embedding dimension"})
     encoder_hidden_size: int = field(default=256, metadata={"help": "encoder hidden size (even: two halves)"})
     encoder_layers: int = field(default=1, metadata={"help": "number of encoder layers"})
-    decoder_embed_dim: int = field(default=256, metadata={"help": "decoder embedding dimension"})
+    decoder_embed_dim: int = field(
+        default=II("model.encoder_embed_dim"),
+        metadata={"help": "decoder embedding dimension (default: --encoder-embed-dim)"},
+    )
     decoder_hidden_size: int = field(
-        default=256,
+        default=II("model.encoder_hidden_size"),
         metadata={"help": "decoder hidden size (even); equals the encoder's, whose final state it starts from"},
     )
-    decoder_layers: int = field(default=1, metadata={"help": "number of decoder layers (equals --encoder-layers)"})
+    decoder_layers: int = field(
+        default=II("model.encoder_layers"), metadata={"help": "number of decoder layers (equals --encoder-layers)"}
+    )
     attention: ChoiceEnum(list(ATTENTION_TYPES)) = field(
         default="emb+slice",
         metadata={"help": "annotations for Luong attention: none, hidden (full encoder states), slice (first k units "
@@ -74,8 +82,8 @@ class RevRNNConfig(FairseqDataclass):
     share_all_embeddings: bool = field(
         default=False, metadata={"help": "share encoder and decoder embeddings (needs a joined dictionary)"}
     )
-    max_source_positions: int = field(default=100000, metadata={"help": "max source length"})
-    max_target_positions: int = field(default=100000, metadata={"help": "max target length"})
+    max_source_positions: int = II("task.max_source_positions")
+    max_target_positions: int = II("task.max_target_positions")
 
 
 def _slice_dim(cfg) -> int:
@@ -103,7 +111,6 @@ class RevRNNEncoder(FairseqEncoder):
         self.attention = str(cfg.attention)
         sizes = [cfg.encoder_hidden_size] * cfg.encoder_layers
         self.rnn = build_stack(cfg, cfg.encoder_embed_dim, sizes, _slice_dim(cfg), chunk_size=16)
-        self.last_memory = []
 
     def forward(self, src_tokens: torch.Tensor, src_lengths: Optional[torch.Tensor] = None, **kwargs):
         tokens = src_tokens.t()
@@ -112,10 +119,10 @@ class RevRNNEncoder(FairseqEncoder):
         inputs = embedded_tokens(self.embed_tokens, tokens, self.cfg.dropout_embed, self.training)
         keep_states = self.attention == "hidden"
         out = self.rnn(inputs, ~pad if bool(pad.any()) else None, return_outputs=keep_states)
-        self.last_memory = out.memory
+        memory = list(out.memory)
         if keep_states:  # attention over every state keeps them all: count them
-            self.last_memory[-1].actual_bits += 32.0 * out.outputs.numel()
-            self.last_memory[-1].ideal_bits += 32.0 * out.outputs.numel()
+            kept = 32.0 * out.outputs.numel()
+            memory[-1] = memory[-1] + MemoryStats(0.0, kept, kept)
         return {
             "final_state": [v for layer in out.final for v in layer],
             "slices": [out.slices] if out.slices.numel() else [],
@@ -123,9 +130,12 @@ class RevRNNEncoder(FairseqEncoder):
             "src_tokens": [tokens] if uses_embeddings(self.attention) else [],
             "src_pad": [pad],
             "src_embed": [weight] if uses_embeddings(self.attention) else [],
+            "memory": memory,
         }
 
     def reorder_encoder_out(self, encoder_out, new_order):
+        """Reorder the per-sentence tensors; ``memory`` (per-layer bit counts of the batch's
+        forward, not per sentence) stays as it is."""
         out = dict(encoder_out)
         out["final_state"] = [v.index_select(0, new_order) for v in encoder_out["final_state"]]
         for key in ("slices", "hidden", "src_tokens", "src_pad"):
@@ -177,7 +187,8 @@ class RevRNNDecoder(ReversibleDecoder):
             return logits.unsqueeze(1), {"attn": None if attn is None else [attn.t().unsqueeze(1)]}
         tokens = prev_output_tokens.t()
         head = self._head(encoder_out, tokens.shape[1], **self.loss_request(fused_loss, target))
-        return self.run_outputs(self.rnn(self.inputs(tokens), None, self._initial_state(encoder_out), head=head))
+        out = self.rnn(self.inputs(tokens), None, self._initial_state(encoder_out), head=head)
+        return self.run_outputs(out, {"enc": total(encoder_out["memory"]), "dec": total(out.memory)})
 
     def max_positions(self):
         return self.cfg.max_target_positions
@@ -220,77 +231,29 @@ class RevRNNModel(FairseqEncoderDecoderModel):
         decoder = RevRNNDecoder(cfg, tgt, dec_embed, src.pad())
         return cls(encoder, decoder)
 
-    def memory_stats(self) -> dict:
-        """Bit counts of the last forward: encoder and decoder."""
-        return {"enc": total(self.encoder.last_memory), "dec": total(self.decoder.last_memory)}
+
+ARCHITECTURES: dict[str, dict] = {
+    "rev_lstm": {},
+    "rev_gru": {"cell_type": "gru"},
+    # The paper's Multi30K models: 1 layer of 300 units, embeddings 300, Emb+20H, 3 bits.
+    "rev_lstm_multi30k": {"encoder_embed_dim": 300, "encoder_hidden_size": 300},
+    "rev_gru_multi30k": {"cell_type": "gru", "encoder_embed_dim": 300, "encoder_hidden_size": 300},
+    # IWSLT 2016: 2 layers of 600 units, embeddings 600, Emb+60H, 5 bits.
+    "rev_lstm_iwslt": {"encoder_embed_dim": 600, "encoder_hidden_size": 600, "encoder_layers": 2,
+                       "attention_slice_dim": 60, "max_forget_bits": "5"},
+    "rev_gru_iwslt": {"cell_type": "gru", "encoder_embed_dim": 600, "encoder_hidden_size": 600, "encoder_layers": 2,
+                      "attention_slice_dim": 60, "max_forget_bits": "5"},
+}  # fmt: skip
+"""``--arch`` names: what each sets over the :class:`RevRNNConfig` defaults (the decoder's sizes
+follow the encoder's), nothing else. A test checks that no setting repeats a default."""
 
 
-def base_architecture(args):
-    args.cell_type = safe_getattr(args, "cell_type", "lstm")
-    args.encoder_embed_dim = safe_getattr(args, "encoder_embed_dim", 256)
-    args.encoder_hidden_size = safe_getattr(args, "encoder_hidden_size", 256)
-    args.encoder_layers = safe_getattr(args, "encoder_layers", 1)
-    args.decoder_embed_dim = safe_getattr(args, "decoder_embed_dim", args.encoder_embed_dim)
-    args.decoder_hidden_size = safe_getattr(args, "decoder_hidden_size", args.encoder_hidden_size)
-    args.decoder_layers = safe_getattr(args, "decoder_layers", args.encoder_layers)
-    args.attention = safe_getattr(args, "attention", "emb+slice")
-    args.attention_slice_dim = safe_getattr(args, "attention_slice_dim", None)
-    args.max_forget_bits = safe_getattr(args, "max_forget_bits", "3")
-    args.no_forgetting = safe_getattr(args, "no_forgetting", False)
-    args.max_hidden_forget = safe_getattr(args, "max_hidden_forget", "auto")
-    args.no_reversible = safe_getattr(args, "no_reversible", False)
-    args.dropout_in = safe_getattr(args, "dropout_in", 0.4)
-    args.dropout_out = safe_getattr(args, "dropout_out", 0.4)
-    args.dropout_hidden = safe_getattr(args, "dropout_hidden", 0.0)
-    args.dropout_embed = safe_getattr(args, "dropout_embed", 0.0)
-    args.share_decoder_input_output_embed = safe_getattr(args, "share_decoder_input_output_embed", False)
-    args.share_all_embeddings = safe_getattr(args, "share_all_embeddings", False)
-    args.max_source_positions = safe_getattr(args, "max_source_positions", 100000)
-    args.max_target_positions = safe_getattr(args, "max_target_positions", 100000)
+def _architecture(args, settings: dict) -> None:
+    """An architecture's settings, without its slice size when the attention keeps no slice."""
+    if not uses_slice(str(safe_getattr(args, "attention", RevRNNConfig.attention))):
+        settings = {k: v for k, v in settings.items() if k != "attention_slice_dim"}
+    apply_architecture(args, RevRNNConfig, settings)
 
 
-def _paper(args, cell: str, size: int, layers: int, slice_dim: int, bits: str):
-    args.cell_type = safe_getattr(args, "cell_type", cell)
-    for name in ("encoder_embed_dim", "encoder_hidden_size", "decoder_embed_dim", "decoder_hidden_size"):
-        setattr(args, name, safe_getattr(args, name, size))
-    args.encoder_layers = safe_getattr(args, "encoder_layers", layers)
-    args.decoder_layers = safe_getattr(args, "decoder_layers", layers)
-    args.attention = safe_getattr(args, "attention", "emb+slice")
-    if args.attention in ("slice", "emb+slice"):
-        args.attention_slice_dim = safe_getattr(args, "attention_slice_dim", slice_dim)
-    args.max_forget_bits = safe_getattr(args, "max_forget_bits", bits)
-    base_architecture(args)
-
-
-@registry.architecture("rev_rnn", "rev_lstm")
-def rev_lstm(args):
-    args.cell_type = safe_getattr(args, "cell_type", "lstm")
-    base_architecture(args)
-
-
-@registry.architecture("rev_rnn", "rev_gru")
-def rev_gru(args):
-    args.cell_type = safe_getattr(args, "cell_type", "gru")
-    base_architecture(args)
-
-
-@registry.architecture("rev_rnn", "rev_lstm_multi30k")
-def rev_lstm_multi30k(args):
-    """Paper Multi30K: 1 layer, 300 units, embeddings 300, Emb+20H."""
-    _paper(args, "lstm", 300, 1, 20, "3")
-
-
-@registry.architecture("rev_rnn", "rev_gru_multi30k")
-def rev_gru_multi30k(args):
-    _paper(args, "gru", 300, 1, 20, "3")
-
-
-@registry.architecture("rev_rnn", "rev_lstm_iwslt")
-def rev_lstm_iwslt(args):
-    """Paper IWSLT 2016: 2 layers, 600 units, embeddings 600, Emb+60H, 5 bits."""
-    _paper(args, "lstm", 600, 2, 60, "5")
-
-
-@registry.architecture("rev_rnn", "rev_gru_iwslt")
-def rev_gru_iwslt(args):
-    _paper(args, "gru", 600, 2, 60, "5")
+for _name, _settings in ARCHITECTURES.items():
+    registry.architecture("rev_rnn", _name)(functools.partial(_architecture, settings=_settings))

@@ -5,12 +5,13 @@ run inside the reversible Function, so training keeps token ids, buffers and
 dropout seeds: nothing per position of hidden, embedding or vocabulary size.
 """
 
+import functools
 from dataclasses import dataclass, field
 from typing import Optional
 
 from fairseq.dataclass import FairseqDataclass
 from fairseq.models import FairseqLanguageModel
-from fairseq.utils import safe_getattr
+from omegaconf import II
 
 from .. import registry
 from ..core import OutputHead, total
@@ -19,6 +20,7 @@ from .common import (
     FORGET_BITS_CHOICES,
     HELP,
     ReversibleDecoder,
+    apply_architecture,
     build_stack,
     check_even,
     check_options,
@@ -47,7 +49,7 @@ class RevRNNLMConfig(FairseqDataclass):
     share_decoder_input_output_embed: bool = field(
         default=False, metadata={"help": "tie input embeddings and output projection"}
     )
-    tokens_per_sample: int = field(default=70, metadata={"help": "max sequence length the model is asked to handle"})
+    tokens_per_sample: int = II("task.tokens_per_sample")
 
 
 def _hidden_sizes(cfg) -> list[int]:
@@ -80,7 +82,8 @@ class RevRNNLMDecoder(ReversibleDecoder):
         head = OutputHead(**self.output_tensors(), **self.loss_request(fused_loss, target))
         tokens = src_tokens.t()
         pad = tokens.eq(self.padding_idx)
-        return self.run_outputs(self.rnn(self.inputs(tokens), ~pad if bool(pad.any()) else None, head=head))
+        out = self.rnn(self.inputs(tokens), ~pad if bool(pad.any()) else None, head=head)
+        return self.run_outputs(out, {"lm": total(out.memory)})
 
     def max_positions(self):
         return self.cfg.tokens_per_sample
@@ -97,44 +100,17 @@ class RevRNNLanguageModel(FairseqLanguageModel):
         check_options(cfg, positive=("decoder_embed_dim", "decoder_layers", "tokens_per_sample"), even=())
         return cls(RevRNNLMDecoder(cfg, task.target_dictionary))
 
-    def memory_stats(self) -> dict:
-        return {"lm": total(self.decoder.last_memory)}
 
+ARCHITECTURES: dict[str, dict] = {
+    "rev_lstm_lm": {},
+    "rev_gru_lm": {"cell_type": "gru"},
+    # Paper appendix G.1: 2 layers of 1150 and 650 units, embeddings 650, tied output; its dropouts
+    # (DropConnect 0.5, input 0.3, output 0.4, embedding 0.1) are the defaults.
+    "rev_lstm_lm_ptb": {"decoder_hidden_sizes": "1150,650", "share_decoder_input_output_embed": True},
+}
+"""``--arch`` names: what each sets over the :class:`RevRNNLMConfig` defaults, nothing else."""
 
-def base_lm_architecture(args):
-    args.cell_type = safe_getattr(args, "cell_type", "lstm")
-    args.decoder_embed_dim = safe_getattr(args, "decoder_embed_dim", 650)
-    args.decoder_hidden_size = safe_getattr(args, "decoder_hidden_size", 650)
-    args.decoder_layers = safe_getattr(args, "decoder_layers", 2)
-    args.decoder_hidden_sizes = safe_getattr(args, "decoder_hidden_sizes", None)
-    args.max_forget_bits = safe_getattr(args, "max_forget_bits", "3")
-    args.no_forgetting = safe_getattr(args, "no_forgetting", False)
-    args.max_hidden_forget = safe_getattr(args, "max_hidden_forget", "auto")
-    args.no_reversible = safe_getattr(args, "no_reversible", False)
-    args.dropout_in = safe_getattr(args, "dropout_in", 0.3)
-    args.dropout_out = safe_getattr(args, "dropout_out", 0.4)
-    args.dropout_hidden = safe_getattr(args, "dropout_hidden", 0.5)
-    args.dropout_embed = safe_getattr(args, "dropout_embed", 0.1)
-    args.share_decoder_input_output_embed = safe_getattr(args, "share_decoder_input_output_embed", False)
-
-
-@registry.architecture("rev_rnn_lm", "rev_lstm_lm")
-def rev_lstm_lm(args):
-    args.cell_type = safe_getattr(args, "cell_type", "lstm")
-    base_lm_architecture(args)
-
-
-@registry.architecture("rev_rnn_lm", "rev_gru_lm")
-def rev_gru_lm(args):
-    args.cell_type = safe_getattr(args, "cell_type", "gru")
-    base_lm_architecture(args)
-
-
-@registry.architecture("rev_rnn_lm", "rev_lstm_lm_ptb")
-def rev_lstm_lm_ptb(args):
-    """Paper appendix G.1: 2 layers of 1150 and 650 units, embeddings 650, tied
-    output, DropConnect 0.5, input 0.3 / output 0.4 / embedding 0.1 dropout."""
-    args.cell_type = safe_getattr(args, "cell_type", "lstm")
-    args.decoder_hidden_sizes = safe_getattr(args, "decoder_hidden_sizes", "1150,650")
-    args.share_decoder_input_output_embed = safe_getattr(args, "share_decoder_input_output_embed", True)
-    base_lm_architecture(args)
+for _name, _settings in ARCHITECTURES.items():
+    registry.architecture("rev_rnn_lm", _name)(
+        functools.partial(apply_architecture, config=RevRNNLMConfig, settings=_settings)
+    )
