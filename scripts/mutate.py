@@ -41,8 +41,8 @@ MUTATIONS = [
     Mutation(
         "GRU no-forgetting surrogate multiplies by z",
         "core/cells.py",
-        "keep = h_old if fg.disabled else z * h_old",
-        "keep = z * h_old",
+        "keep = old.h if fg.disabled else G.z * old.h",
+        "keep = G.z * old.h",
     ),
     Mutation("output bias gradient a mean, not a sum", "core/engine.py", "db = g.sum(0)", "db = g.mean(0)"),
     Mutation(
@@ -54,8 +54,8 @@ MUTATIONS = [
     Mutation(
         "ExactState.index_select leaves the buffers unreordered",
         "core/engine.py",
-        "[[b.index_select(order) for b in half] for half in bufs]",
-        "[[b.copy() for b in half] for half in bufs]",
+        "[HalfState(*(b.index_select(order) for b in half.present())) for half in bufs]",
+        "[HalfState(*(b.copy() for b in half.present())) for half in bufs]",
     ),
     Mutation(
         "reorder_incremental_state does nothing",
@@ -66,8 +66,8 @@ MUTATIONS = [
     Mutation(
         "advance restarts with fresh buffers",
         "core/engine.py",
-        "[[b.copy() for b in half] for half in bufs]",
-        "[[InfoBuffer(tuple(b.buf.shape), b.buf.device) for b in half] for half in bufs]",
+        "[HalfState(*(b.copy() for b in half.present())) for half in bufs]",
+        "[HalfState(*(InfoBuffer(tuple(b.buf.shape), b.buf.device) for b in half.present())) for half in bufs]",
     ),
     Mutation(
         "the checkpoint allow-list replaced by unsafe loading",

@@ -3,6 +3,22 @@ import os
 import torch
 from hypothesis import settings
 
+
+def pytest_addoption(parser):
+    parser.addoption(
+        "--compiled",
+        action="store_true",
+        help="run with compiled half-steps (compile='auto' compiles); without it torch.compile is "
+        "disabled for the tests and the CLIs they start (TORCH_COMPILE_DISABLE=1), except where a test asks",
+    )
+
+
+def pytest_configure(config):
+    if not config.getoption("--compiled"):
+        os.environ["TORCH_COMPILE_DISABLE"] = "1"
+        torch._dynamo.config.disable = True
+
+
 settings.register_profile("ci", max_examples=25, deadline=None, derandomize=True)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
@@ -17,6 +33,16 @@ def _seeded():
     """Every test starts from the same random state: a test's outcome never depends on the order
     the suite runs in (model initialisations, dropout masks and random inputs are reproducible)."""
     torch.manual_seed(0)
+
+
+@pytest.fixture
+def compiling(monkeypatch):
+    """torch.compile enabled for one test, in this process and the CLIs it starts."""
+    monkeypatch.delenv("TORCH_COMPILE_DISABLE", raising=False)
+    config = torch._dynamo.config
+    disabled, config.disable = config.disable, False
+    yield
+    config.disable = disabled
 
 
 @pytest.fixture(scope="session")

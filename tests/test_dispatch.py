@@ -90,7 +90,7 @@ def test_op_counter_counts_outermost_ops_only():
     assert dict(count_ops(in_a_scope).names) == {"aten::add": 1}  # a scope is not an op
 
 
-def test_op_counter_counts_compiled_code_by_its_kernels():
+def test_op_counter_counts_compiled_code_by_its_kernels(compiling):
     # Inductor's C++ kernels (counted where its wrapper calls them) and extern mm.
     x, w = torch.randn(8, 16), torch.randn(16, 16)
     compiled = torch.compile(lambda x, w: torch.sigmoid(torch.tanh(x @ w) * 2 + 1))

@@ -5,7 +5,7 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from fairseq_revrnn.core import EmbeddingInput, Forgetting, GRUHalf, LSTMHalf, ReversibleRNN
+from fairseq_revrnn.core import EmbeddingInput, Forgetting, GRUHalf, HalfState, LSTMHalf, ReversibleRNN
 
 from .helpers import loss_and_grads, max_relative_error
 
@@ -130,23 +130,22 @@ class _HalfStep(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, cell, fg, px, h_o, w, *old):
-        gates = cell.gates(px, h_o, w, fg)
+        G = cell.gates(px, h_o, w, fg)
         if cell is GRUHalf:
-            _, z, _, _, g = gates
-            new = [(old[0] if fg.disabled else z * old[0]) + (1 - z) * g]
+            new = HalfState((old[0] if fg.disabled else G.z * old[0]) + (1 - G.z) * G.g)
         else:
-            _, f, i, o, _, p, g = gates
-            c = (old[1] if fg.disabled else f * old[1]) + i * g
-            new = [(old[0] if fg.disabled else p * old[0]) + o * torch.tanh(c), c]
-        ctx.stuff = (cell, fg, gates, list(old), new, h_o, w)
-        return tuple(new)
+            c = (old[1] if fg.disabled else G.f * old[1]) + G.i * G.g
+            new = HalfState((old[0] if fg.disabled else G.p * old[0]) + G.o * torch.tanh(c), c)
+        ctx.stuff = (cell, fg, G, HalfState(*old), new, h_o, w)
+        return tuple(new.present())
 
     @staticmethod
     def backward(ctx, *dnew):
-        cell, fg, gates, old, new, h_o, w = ctx.stuff
+        cell, fg, G, old, new, h_o, w = ctx.stuff
+        g = cell.grad(G, old, new, h_o, w, HalfState(*dnew), fg, None)
         dw = torch.zeros_like(w)
-        g = cell.grad(gates, old, new, h_o, w, dw, list(dnew), fg, None)
-        return (None, None, g.dpre, g.dh_other, dw, *g.dstate)
+        cell.add_weight_grad(dw, g.dpre, g.hh_inputs)
+        return (None, None, g.dpre, g.dh_other, dw, *g.dstate.present())
 
 
 @pytest.mark.parametrize("cell", [GRUHalf, LSTMHalf])

@@ -2,7 +2,7 @@
 
 from .attention import ATTENTION_TYPES, OutputHead
 from .buffer import InfoBuffer
-from .cells import GRUHalf, LSTMHalf, get_cell
+from .cells import GRUHalf, HalfState, LSTMHalf, get_cell
 from .engine import ExactState
 from .fixed_point import RH, RZ, Forgetting, to_fixed, to_float
 from .head import StepHead
@@ -20,6 +20,7 @@ __all__ = [
     "EmbeddingInput",
     "Forgetting",
     "GRUHalf",
+    "HalfState",
     "InfoBuffer",
     "LSTMHalf",
     "MemoryStats",

@@ -3,7 +3,8 @@
 A layer's state is split in halves updated one after the other; each half
 reads only ``[x; other half]``. For each half a cell provides:
 
-* ``gates``: gate values from the input projection and the other half;
+* ``gates``: gate values (a NamedTuple) from the input projection and the
+  other half;
 * ``step`` / ``unstep``: the exact fixed-point update and its inverse;
 * ``surrogate``: the same update as a differentiable float graph (ordinary
   autograd mode);
@@ -11,72 +12,120 @@ reads only ``[x; other half]``. For each half a cell provides:
   that the reversal computed, so reversible backward needs one gate
   computation per half-step.
 
-States of a half are lists: ``[h]`` for the GRU, ``[h, c]`` for the LSTM.
+All of them are pure tensor functions of their arguments (buffers go in and
+come out as tensors), so that a half-step can run as one compiled kernel
+(:mod:`.halfstep`). A half's state is a :class:`HalfState`: ``h`` and, for
+the LSTM, ``c``; its buffers are a ``HalfState`` of int64 entries.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import NamedTuple, Optional
 
 import torch
 
-from .buffer import InfoBuffer
-from .fixed_point import RZ, Forgetting, to_fixed, to_float
+from .buffer import divide, multiply
+from .fixed_point import RZ, Forgetting, on_grid, to_fixed, to_float
 
 Tensor = torch.Tensor
 
 
+class HalfState(NamedTuple):
+    """One half of a layer's state (integers, floats or gradients): ``h`` and,
+    for the LSTM, ``c``."""
+
+    h: Tensor
+    c: Optional[Tensor] = None
+
+    def present(self) -> list[Tensor]:
+        """The variables this cell has (``[h]`` or ``[h, c]``)."""
+        return [self.h] if self.c is None else [self.h, self.c]
+
+
+class GRUGates(NamedTuple):
+    s: Tensor  # sigmoid of the update gate's pre-activation
+    z: Tensor  # the forget (update) value, s mapped into the forgetting's range
+    r: Tensor
+    u: Tensor  # r * h_other, the candidate's hidden input
+    g: Tensor
+
+
+class LSTMGates(NamedTuple):
+    sf: Tensor  # sigmoid of the forget gate's pre-activation
+    f: Tensor
+    i: Tensor
+    o: Tensor
+    sp: Tensor  # sigmoid of h's forget gate
+    p: Tensor
+    g: Tensor
+
+
 class HalfGrads(NamedTuple):
-    """Gradients of one half-step: pre-activations, other half, old state.
-    The hidden-to-hidden weight gradient is added into the caller's buffer."""
+    """Gradients of one half-step: pre-activations, other half, old state, and
+    the inputs of the hidden-to-hidden matrix products (for its weight gradient)."""
 
     dpre: Tensor
     dh_other: Tensor
-    dstate: list[Tensor]
+    dstate: HalfState
+    hh_inputs: tuple[Tensor, ...]
 
 
-class Updater:
-    """Applies a forget multiplication to one state tensor, exactly or lossy.
+@dataclass(frozen=True)
+class HalfSpec:
+    """What a half-step's arithmetic depends on besides tensors.
 
-    ``buffer`` handles the buffered units; the first ``keep`` units (the
-    attention slice) skip the buffer and are rounded onto ``keep_grid``.
+    ``keep``: the first units of ``h`` that skip the buffer (the top layer's
+    attention slice in half 1), rounded onto the ``keep_dtype`` grid because
+    they are stored anyway. ``dtype``: the model's float dtype.
     """
 
-    def __init__(self, buffer: Optional[InfoBuffer], keep: int = 0, keep_dtype: Optional[torch.dtype] = None):
-        self.buffer = buffer
-        self.keep = keep
-        self.keep_dtype = keep_dtype
+    forgetting: Forgetting
+    dtype: torch.dtype = torch.float32
+    keep: int = 0
+    keep_dtype: torch.dtype = torch.float32
 
-    def mul(self, h: Tensor, z: Optional[Tensor], step: int, valid: Optional[Tensor]) -> Tensor:
-        if z is None:
-            return h
-        k = self.keep
-        if k == 0:
-            return self.buffer.multiply(h, z, step, valid)
-        kept = torch.bitwise_right_shift(h[:, :k] * z[:, :k], RZ)
-        if valid is not None:
-            kept = torch.where(valid, kept, h[:, :k])
-        rest = self.buffer.multiply(h[:, k:], z[:, k:], step, valid)
-        return torch.cat([kept, rest], dim=1)
+    def __post_init__(self) -> None:
+        # computed here: compiled code cannot enter cached_property's lock
+        assert self.forgetting.hidden is not None
 
-    def add(self, h: Tensor, add: Tensor, valid: Optional[Tensor]) -> Tensor:
-        new = h + to_fixed(add)
-        if self.keep:
-            k = self.keep
-            kept = to_fixed(to_float(new[:, :k], self.keep_dtype))
-            new = torch.cat([kept, new[:, k:]], dim=1)
-        return new if valid is None else torch.where(valid, new, h)
 
-    def div(
-        self, h: Tensor, z: Optional[Tensor], step: int, valid: Optional[Tensor], kept_old: Optional[Tensor]
-    ) -> Tensor:
-        if z is None:
-            return h
-        k = self.keep
-        if k == 0:
-            return self.buffer.divide(h, z, step, valid)
-        rest = self.buffer.divide(h[:, k:], z[:, k:], step, valid)
-        return torch.cat([kept_old, rest], dim=1)
+def _where(valid: Optional[Tensor], new: Tensor, old: Tensor) -> Tensor:
+    return new if valid is None else torch.where(valid, new, old)
+
+
+def _forget(h: Tensor, z: Optional[Tensor], buf: Optional[Tensor], keep: int, valid: Optional[Tensor]):
+    """``h * z`` exactly; the first ``keep`` units lossy. Returns the product, the
+    buffer and the bits destroyed (None without forgetting)."""
+    if z is None:
+        return h, buf, None
+    if keep == 0:
+        return multiply(h, z, buf, valid)
+    kept = _where(valid, torch.bitwise_right_shift(h[:, :keep] * z[:, :keep], RZ), h[:, :keep])
+    rest, buf, lost = multiply(h[:, keep:], z[:, keep:], buf, valid)
+    return torch.cat([kept, rest], dim=1), buf, lost
+
+
+def _unforget(h: Tensor, z: Optional[Tensor], buf: Optional[Tensor], keep: int, kept_old, valid: Optional[Tensor]):
+    """Inverse of :func:`_forget`; the lossy units come back from ``kept_old``."""
+    if z is None:
+        return h, buf
+    if keep == 0:
+        return divide(h, z, buf, valid)
+    rest, buf = divide(h[:, keep:], z[:, keep:], buf, valid)
+    return torch.cat([kept_old, rest], dim=1), buf
+
+
+def _add(h: Tensor, add: Tensor, spec: HalfSpec, keep: int, valid: Optional[Tensor]) -> Tensor:
+    new = h + to_fixed(add)
+    if keep:
+        new = torch.cat([on_grid(new[:, :keep], spec.keep_dtype), new[:, keep:]], dim=1)
+    return _where(valid, new, h)
+
+
+def _lost(*parts: Optional[Tensor]) -> Optional[Tensor]:
+    present = [p for p in parts if p is not None]
+    return sum(present[1:], present[0]) if present else None
 
 
 class GRUHalf:
@@ -87,79 +136,74 @@ class GRUHalf:
     state_names = ("h",)
 
     @staticmethod
-    def gates(px: Tensor, h_o: Tensor, w: Tensor, fg: Forgetting) -> tuple[Tensor, ...]:
+    def gates(px: Tensor, h_o: Tensor, w: Tensor, fg: Forgetting) -> GRUGates:
         n = h_o.shape[1]
         a = torch.addmm(px[:, : 2 * n], h_o, w[: 2 * n].t())
         s = torch.sigmoid(a[:, :n])
         r = torch.sigmoid(a[:, n:])
         u = r * h_o
         g = torch.tanh(torch.addmm(px[:, 2 * n :], u, w[2 * n :].t()))
-        z = fg.hidden.limit(s)
-        return s, z, r, u, g
+        return GRUGates(s, fg.hidden.limit(s), r, u, g)
 
     @staticmethod
-    def step(G, state: list[Tensor], ups: list[Updater], fg: Forgetting, t: int, valid, dtype) -> list[Tensor]:
-        _, z, _, _, g = G
-        zq = None if fg.disabled else fg.hidden.quantize(z)
-        (h,) = state
-        (up,) = ups
-        return [up.add(up.mul(h, zq, t, valid), (1 - z) * g, valid)]
+    def step(G: GRUGates, state: HalfState, bufs: Optional[HalfState], spec: HalfSpec, valid):
+        """The exact update: new state, new buffers, bits destroyed."""
+        fg = spec.forgetting
+        zq = None if fg.disabled else fg.hidden.quantize(G.z)
+        h, bh, lost = _forget(state.h, zq, None if bufs is None else bufs.h, spec.keep, valid)
+        h = _add(h, (1 - G.z) * G.g, spec, spec.keep, valid)
+        return HalfState(h), None if bufs is None else HalfState(bh), lost
 
     @staticmethod
-    def unstep(
-        G, state: list[Tensor], ups: list[Updater], fg: Forgetting, t: int, valid, dtype, kept_old
-    ) -> list[Tensor]:
-        _, z, _, _, g = G
-        zq = None if fg.disabled else fg.hidden.quantize(z)
-        (h,) = state
-        (up,) = ups
-        base = h - to_fixed((1 - z) * g)
-        if valid is not None:
-            base = torch.where(valid, base, h)
-        return [up.div(base, zq, t, valid, kept_old)]
+    def unstep(G: GRUGates, state: HalfState, bufs: Optional[HalfState], spec: HalfSpec, valid, kept_old):
+        fg = spec.forgetting
+        zq = None if fg.disabled else fg.hidden.quantize(G.z)
+        base = _where(valid, state.h - to_fixed((1 - G.z) * G.g), state.h)
+        h, bh = _unforget(base, zq, None if bufs is None else bufs.h, spec.keep, kept_old, valid)
+        return HalfState(h), None if bufs is None else HalfState(bh)
 
     @staticmethod
-    def surrogate(G, old: list[Tensor], new_exact: list[Tensor], fg: Forgetting) -> list[Tensor]:
-        _, z, _, _, g = G
-        (h_old,) = old
-        keep = h_old if fg.disabled else z * h_old
-        sur = keep + (1 - z) * g
-        return [new_exact[0] + (sur - sur.detach())]
+    def surrogate(G: GRUGates, old: HalfState, new_exact: HalfState, fg: Forgetting) -> HalfState:
+        keep = old.h if fg.disabled else G.z * old.h
+        sur = keep + (1 - G.z) * G.g
+        return HalfState(new_exact.h + (sur - sur.detach()))
 
     @staticmethod
     def grad(
-        G,
-        old: list[Tensor],
-        new: list[Tensor],
+        G: GRUGates,
+        old: HalfState,
+        new: HalfState,
         h_o: Tensor,
         w: Tensor,
-        dw: Tensor,
-        dnew: list[Tensor],
+        dnew: HalfState,
         fg: Forgetting,
         vf: Optional[Tensor],
     ) -> HalfGrads:
-        s, z, r, u, g = G
-        (h_old,) = old
-        (dh_in,) = dnew
         n = h_o.shape[1]
-        dh = dh_in if vf is None else dh_in * vf
+        dh = dnew.h if vf is None else dnew.h * vf
         if fg.disabled:
-            dz = -dh * g
+            dz = -dh * G.g
             dh_old = dh
         else:
-            dz = dh * (h_old - g)
-            dh_old = dh * z
-        da_g = dh * (1 - z) * (1 - g * g)
+            dz = dh * (old.h - G.g)
+            dh_old = dh * G.z
+        da_g = dh * (1 - G.z) * (1 - G.g * G.g)
         du = da_g @ w[2 * n :]
-        da_r = du * h_o * r * (1 - r)
-        da_z = dz * fg.hidden.alpha * s * (1 - s)
+        da_r = du * h_o * G.r * (1 - G.r)
+        da_z = dz * fg.hidden.alpha * G.s * (1 - G.s)
         dzr = torch.cat([da_z, da_r], dim=1)
-        dh_o = torch.addmm(du * r, dzr, w[: 2 * n])
-        dw[: 2 * n].addmm_(dzr.t(), h_o)
-        dw[2 * n :].addmm_(da_g.t(), u)
+        dh_o = torch.addmm(du * G.r, dzr, w[: 2 * n])
         if vf is not None:
-            dh_old = dh_old + dh_in * (1 - vf)
-        return HalfGrads(torch.cat([dzr, da_g], dim=1), dh_o, [dh_old])
+            dh_old = dh_old + dnew.h * (1 - vf)
+        return HalfGrads(torch.cat([dzr, da_g], dim=1), dh_o, HalfState(dh_old), (h_o, G.u))
+
+    @staticmethod
+    def add_weight_grad(dw: Tensor, dpre: Tensor, hh_inputs: tuple[Tensor, ...]) -> None:
+        """``dw += dpre^T [h_o | u]``: the gates read h_o, the candidate reads u."""
+        h_o, u = hh_inputs
+        n2 = 2 * h_o.shape[1]
+        dw[:n2].addmm_(dpre[:, :n2].t(), h_o)
+        dw[n2:].addmm_(dpre[:, n2:].t(), u)
 
 
 class LSTMHalf:
@@ -171,91 +215,81 @@ class LSTMHalf:
     state_names = ("h", "c")
 
     @staticmethod
-    def gates(px: Tensor, h_o: Tensor, w: Tensor, fg: Forgetting) -> tuple[Tensor, ...]:
+    def gates(px: Tensor, h_o: Tensor, w: Tensor, fg: Forgetting) -> LSTMGates:
         n = h_o.shape[1]
         a = torch.addmm(px, h_o, w.t())
-        sg = torch.sigmoid(a[:, : 4 * n])
-        sf, i, o, sp = sg.split(n, dim=1)
+        sf, i, o, sp = torch.sigmoid(a[:, : 4 * n]).split(n, dim=1)
         g = torch.tanh(a[:, 4 * n :])
-        return sf, fg.limit(sf), i, o, sp, fg.hidden.limit(sp), g
+        return LSTMGates(sf, fg.limit(sf), i, o, sp, fg.hidden.limit(sp), g)
 
     @staticmethod
-    def step(G, state: list[Tensor], ups: list[Updater], fg: Forgetting, t: int, valid, dtype) -> list[Tensor]:
-        _, f, i, o, _, p, g = G
-        h, c = state
-        up_h, up_c = ups
+    def step(G: LSTMGates, state: HalfState, bufs: Optional[HalfState], spec: HalfSpec, valid):
+        """The exact update: new state, new buffers, bits destroyed."""
+        fg = spec.forgetting
         fq = pq = None
         if not fg.disabled:
-            fq, pq = fg.quantize(f), fg.hidden.quantize(p)
-        c_new = up_c.add(up_c.mul(c, fq, t, valid), i * g, valid)
-        h_new = up_h.add(up_h.mul(h, pq, t, valid), o * torch.tanh(to_float(c_new, dtype)), valid)
-        return [h_new, c_new]
+            fq, pq = fg.quantize(G.f), fg.hidden.quantize(G.p)
+        bh, bc = (None, None) if bufs is None else bufs
+        c, bc, lost_c = _forget(state.c, fq, bc, 0, valid)
+        c = _add(c, G.i * G.g, spec, 0, valid)
+        h, bh, lost_h = _forget(state.h, pq, bh, spec.keep, valid)
+        h = _add(h, G.o * torch.tanh(to_float(c, spec.dtype)), spec, spec.keep, valid)
+        return HalfState(h, c), None if bufs is None else HalfState(bh, bc), _lost(lost_c, lost_h)
 
     @staticmethod
-    def unstep(
-        G, state: list[Tensor], ups: list[Updater], fg: Forgetting, t: int, valid, dtype, kept_old
-    ) -> list[Tensor]:
-        _, f, i, o, _, p, g = G
-        h, c = state
-        up_h, up_c = ups
+    def unstep(G: LSTMGates, state: HalfState, bufs: Optional[HalfState], spec: HalfSpec, valid, kept_old):
+        fg = spec.forgetting
         fq = pq = None
         if not fg.disabled:
-            fq, pq = fg.quantize(f), fg.hidden.quantize(p)
-        base_h = h - to_fixed(o * torch.tanh(to_float(c, dtype)))
-        base_c = c - to_fixed(i * g)
-        if valid is not None:
-            base_h = torch.where(valid, base_h, h)
-            base_c = torch.where(valid, base_c, c)
-        return [up_h.div(base_h, pq, t, valid, kept_old), up_c.div(base_c, fq, t, valid, None)]
+            fq, pq = fg.quantize(G.f), fg.hidden.quantize(G.p)
+        bh, bc = (None, None) if bufs is None else bufs
+        base_h = _where(valid, state.h - to_fixed(G.o * torch.tanh(to_float(state.c, spec.dtype))), state.h)
+        base_c = _where(valid, state.c - to_fixed(G.i * G.g), state.c)
+        h, bh = _unforget(base_h, pq, bh, spec.keep, kept_old, valid)
+        c, bc = _unforget(base_c, fq, bc, 0, None, valid)
+        return HalfState(h, c), None if bufs is None else HalfState(bh, bc)
 
     @staticmethod
-    def surrogate(G, old: list[Tensor], new_exact: list[Tensor], fg: Forgetting) -> list[Tensor]:
-        _, f, i, o, _, p, g = G
-        h_old, c_old = old
-        h_ex, c_ex = new_exact
-        c_sur = (c_old if fg.disabled else f * c_old) + i * g
-        c_new = c_ex + (c_sur - c_sur.detach())
-        h_sur = (h_old if fg.disabled else p * h_old) + o * torch.tanh(c_new)
-        return [h_ex + (h_sur - h_sur.detach()), c_new]
+    def surrogate(G: LSTMGates, old: HalfState, new_exact: HalfState, fg: Forgetting) -> HalfState:
+        c_sur = (old.c if fg.disabled else G.f * old.c) + G.i * G.g
+        c_new = new_exact.c + (c_sur - c_sur.detach())
+        h_sur = (old.h if fg.disabled else G.p * old.h) + G.o * torch.tanh(c_new)
+        return HalfState(new_exact.h + (h_sur - h_sur.detach()), c_new)
 
     @staticmethod
     def grad(
-        G,
-        old: list[Tensor],
-        new: list[Tensor],
+        G: LSTMGates,
+        old: HalfState,
+        new: HalfState,
         h_o: Tensor,
         w: Tensor,
-        dw: Tensor,
-        dnew: list[Tensor],
+        dnew: HalfState,
         fg: Forgetting,
         vf: Optional[Tensor],
     ) -> HalfGrads:
-        sf, f, i, o, sp, p, g = G
-        h_old, c_old = old
-        dh_in, dc_in = dnew
-        if vf is not None:
-            dh, dc = dh_in * vf, dc_in * vf
-        else:
-            dh, dc = dh_in, dc_in
-        tc = torch.tanh(new[1])
-        dct = dc + dh * o * (1 - tc * tc)
-        da_i = dct * g * i * (1 - i)
-        da_o = dh * tc * o * (1 - o)
-        da_g = dct * i * (1 - g * g)
+        dh, dc = dnew if vf is None else (dnew.h * vf, dnew.c * vf)
+        tc = torch.tanh(new.c)
+        dct = dc + dh * G.o * (1 - tc * tc)
+        da_i = dct * G.g * G.i * (1 - G.i)
+        da_o = dh * tc * G.o * (1 - G.o)
+        da_g = dct * G.i * (1 - G.g * G.g)
         if fg.disabled:
             da_f = da_p = torch.zeros_like(dh)
             dh_old, dc_old = dh, dct
         else:
-            da_f = dct * c_old * fg.alpha * sf * (1 - sf)
-            da_p = dh * h_old * fg.hidden.alpha * sp * (1 - sp)
-            dh_old, dc_old = dh * p, dct * f
+            da_f = dct * old.c * fg.alpha * G.sf * (1 - G.sf)
+            da_p = dh * old.h * fg.hidden.alpha * G.sp * (1 - G.sp)
+            dh_old, dc_old = dh * G.p, dct * G.f
         dpre = torch.cat([da_f, da_i, da_o, da_p, da_g], dim=1)
-        dh_o = dpre @ w
-        dw.addmm_(dpre.t(), h_o)
         if vf is not None:
-            dh_old = dh_old + dh_in * (1 - vf)
-            dc_old = dc_old + dc_in * (1 - vf)
-        return HalfGrads(dpre, dh_o, [dh_old, dc_old])
+            dh_old = dh_old + dnew.h * (1 - vf)
+            dc_old = dc_old + dnew.c * (1 - vf)
+        return HalfGrads(dpre, dpre @ w, HalfState(dh_old, dc_old), (h_o,))
+
+    @staticmethod
+    def add_weight_grad(dw: Tensor, dpre: Tensor, hh_inputs: tuple[Tensor, ...]) -> None:
+        """``dw += dpre^T h_o``."""
+        dw.addmm_(dpre.t(), hh_inputs[0])
 
 
 CELLS = {"gru": GRUHalf, "lstm": LSTMHalf}

@@ -20,9 +20,10 @@ from typing import Callable, Optional
 import torch
 
 from .buffer import InfoBuffer
-from .cells import Updater
+from .cells import HalfSpec, HalfState
 from .dropout import StackMasks
-from .fixed_point import Forgetting, to_fixed, to_float
+from .fixed_point import Forgetting, on_grid, to_fixed, to_float
+from .halfstep import half_step
 from .head import StepHead
 from .loss import LinearGrads, LossBlocks
 from .memory import MemoryStats, naive_bits
@@ -65,6 +66,7 @@ class StackCall:
     head: Optional[StepHead] = None
     memory: list[MemoryStats] = field(default_factory=list)
     padded: bool = False
+    compiled: bool = False
 
     def __post_init__(self) -> None:
         self.padded = self.padded or self.valid is not None
@@ -117,7 +119,8 @@ class StackCall:
         params = take(4 * cfg.num_layers)
         head = None if self.head is None else self.head.bind(take(len(self.head.tensors())))
         dtype = params[0].dtype
-        return StackCall(cfg, inputs, self.masks, valid, self.return_outputs, dtype, head, self.memory), h0, params
+        call = replace(self, inputs=inputs, valid=valid, dtype=dtype, head=head)
+        return call, h0, params
 
     def input_grads(self, dinputs, dh0, dparams, dhead) -> list[Optional[Tensor]]:
         n_in = len(self.inputs.tensors())
@@ -132,7 +135,7 @@ def _split(full: Tensor) -> tuple[Tensor, Tensor]:
 
 
 class _Layer:
-    """Per-layer state during a run: integer halves, their float views (graph
+    """Per-layer state during a run: integer halves, their float ``h`` (graph
     tensors in ordinary mode), buffers and effective hidden-to-hidden weights."""
 
     def __init__(self, call: StackCall, index: int, params: list[Tensor], graph: bool = False):
@@ -145,56 +148,77 @@ class _Layer:
         self.dtype = call.dtype
         self.top = index == cfg.num_layers - 1
         self.keep = cfg.slice_dim if self.top else 0
-        self.keep_dtype = call.slice_dtype
         self.G = self.cell.gates_per_unit * cfg.hidden_sizes[index] // 2
-
-    def start(self, ints_full: list[Tensor], buffers: Optional[list[list[InfoBuffer]]]) -> None:
-        """Set the state: one ``(B, H)`` integer tensor per variable (h[, c])."""
-        halves = [_split(v) for v in ints_full]
-        self.ints = [[h[0] for h in halves], [h[1] for h in halves]]
-        self.hf = [to_float(self.ints[0][0], self.dtype), to_float(self.ints[1][0], self.dtype)]
-        self.buffers = buffers
-        self.ups = [
-            [
-                Updater(
-                    None if buffers is None else buffers[half][v],
-                    self.keep if (half == 0 and v == 0) else 0,
-                    self.keep_dtype,
-                )
-                for v in range(self.cfg.nvars)
-            ]
+        self.kernels = [
+            half_step(
+                self.cell,
+                HalfSpec(cfg.forgetting, call.dtype, self.keep if half == 0 else 0, call.slice_dtype),
+                call.compiled,
+            )
             for half in (0, 1)
         ]
+        # shape (1,), not (): compiled code reads 0-d CPU tensors as Python numbers, a host sync per call
+        self.ideal = torch.zeros(1, dtype=torch.float64, device=w1.device)
+
+    def start(self, ints_full: list[Tensor], buffers: Optional[list[HalfState]]) -> None:
+        """Set the state: one ``(B, H)`` integer tensor per variable (h[, c]), and
+        per half a :class:`HalfState` of :class:`InfoBuffer` (None without forgetting)."""
+        halves = [_split(v) for v in ints_full]
+        self.ints = [HalfState(*(h[half] for h in halves)) for half in (0, 1)]
+        self.hf = [to_float(self.ints[half].h, self.dtype) for half in (0, 1)]
+        self.buffers = buffers
 
     def start_fresh(self, h0: list[Tensor], batch: int) -> None:
         """Start from float initial states, with empty buffers."""
         ints = [to_fixed(v) for v in h0]
         if self.keep:
-            kept = to_fixed(to_float(ints[0][:, : self.keep], self.keep_dtype))
-            ints[0] = torch.cat([kept, ints[0][:, self.keep :]], dim=1)
+            ints[0] = torch.cat(
+                [on_grid(ints[0][:, : self.keep], self.kernels[0].spec.keep_dtype), ints[0][:, self.keep :]], dim=1
+            )
         self.start(ints, self._new_buffers(batch, h0[0].device))
         if self.graph:
             self.gstate = [
-                [to_float(self.ints[half][v], self.dtype) + _grad_of(_split(h0[v])[half]) for v in range(len(h0))]
+                HalfState(
+                    *(
+                        to_float(v, self.dtype) + _grad_of(_split(v0)[half])
+                        for v, v0 in zip(self.ints[half].present(), h0)
+                    )
+                )
                 for half in (0, 1)
             ]
-            self.hf = [self.gstate[0][0], self.gstate[1][0]]
+            self.hf = [self.gstate[0].h, self.gstate[1].h]
 
-    def _new_buffers(self, batch: int, device) -> Optional[list[list[InfoBuffer]]]:
+    def _new_buffers(self, batch: int, device) -> Optional[list[HalfState]]:
         if self.cfg.forgetting.disabled:
             return None
         n = self.cfg.hidden_sizes[self.index] // 2
         growth = self.cfg.forgetting.growth_bits
         return [
-            [
-                InfoBuffer((batch, n - (self.keep if (half == 0 and v == 0) else 0)), device, growth)
-                for v in range(self.cfg.nvars)
-            ]
+            HalfState(
+                *(
+                    InfoBuffer((batch, n - (self.keep if (half == 0 and v == 0) else 0)), device, growth)
+                    for v in range(self.cfg.nvars)
+                )
+            )
             for half in (0, 1)
         ]
 
     def all_buffers(self) -> list[InfoBuffer]:
-        return [b for half in self.buffers or () for b in half]
+        return [b for half in self.buffers or () for b in half.present()]
+
+    def _buffer_entries(self, half: int, before_step: Optional[int] = None) -> Optional[HalfState]:
+        """The entries of a half's buffers, pushing any that could overflow at ``before_step``."""
+        if self.buffers is None:
+            return None
+        bufs = self.buffers[half].present()
+        if before_step is None:
+            return HalfState(*(b.buf for b in bufs))
+        return HalfState(*(b.before_multiply(before_step) for b in bufs))
+
+    def _keep_entries(self, half: int, entries: Optional[HalfState]) -> None:
+        if entries is not None:
+            for b, e in zip(self.buffers[half].present(), entries.present()):
+                b.buf = e
 
     def masked_input(self, x: Tensor) -> Tensor:
         return x if self.in_mask is None else x * self.in_mask
@@ -219,72 +243,101 @@ class _Layer:
         return y if self.out_mask is None else y * self.out_mask
 
     def kept_slice(self) -> Tensor:
-        return self.ints[0][0][:, : self.keep]
+        return self.ints[0].h[:, : self.keep]
 
     def slice_value(self) -> Tensor:
         """The kept units as stored for attention (graph tensor in ordinary mode)."""
+        keep_dtype = self.kernels[0].spec.keep_dtype
         if self.graph:
-            return self.hf[0][:, : self.keep].to(self.keep_dtype)
-        return to_float(self.kept_slice(), self.keep_dtype)
+            return self.hf[0][:, : self.keep].to(keep_dtype)
+        return to_float(self.kept_slice(), keep_dtype)
 
     def step(self, px: Tensor, t: int, valid: Optional[Tensor]) -> None:
         """Advance one time step exactly (and, in graph mode, build its graph)."""
-        cell, fg = self.cell, self.cfg.forgetting
         for half in (0, 1):
-            G = cell.gates(px[:, half * self.G : (half + 1) * self.G], self.hf[1 - half], self.w_hh[half], fg)
-            if not self.graph:
-                self.ints[half] = cell.step(G, self.ints[half], self.ups[half], fg, t, valid, self.dtype)
-                self.hf[half] = to_float(self.ints[half][0], self.dtype)
-                continue
-            with torch.no_grad():
-                self.ints[half] = cell.step(G, self.ints[half], self.ups[half], fg, t, valid, self.dtype)
-            exact = [to_float(v, self.dtype) for v in self.ints[half]]
-            link = cell.surrogate(G, self.gstate[half], exact, fg)
-            if valid is not None:
-                link = [torch.where(valid, n, o) for n, o in zip(link, self.gstate[half])]
-            self.gstate[half] = link
-            self.hf[half] = link[0]
+            other, kernel = 1 - half, self.kernels[half]
+            pxh, w = px[:, half * self.G : (half + 1) * self.G], self.w_hh[half]
+            entries = self._buffer_entries(half, before_step=t)
+            if self.graph:
+                new, entries = self._graph_step(half, pxh, w, entries, valid)
+            else:
+                new, entries, self.ideal, self.hf[half] = kernel.forward(
+                    pxh, self.hf[other], w, self.ints[half], entries, self.ideal, valid
+                )
+            self._keep_entries(half, entries)
+            self.ints[half] = new
+
+    def _graph_step(self, half: int, px: Tensor, w: Tensor, entries, valid):
+        """The exact step, with the float update's gradient attached (ordinary mode)."""
+        cell, kernel = self.cell, self.kernels[half]
+        fg = kernel.spec.forgetting
+        G = cell.gates(px, self.hf[1 - half], w, fg)
+        with torch.no_grad():
+            if kernel.compiled:
+                h_o = self.hf[1 - half].detach()
+                new, entries, self.ideal, _ = kernel.forward(px, h_o, w, self.ints[half], entries, self.ideal, valid)
+            else:
+                new, entries, lost = cell.step(G, self.ints[half], entries, kernel.spec, valid)
+                self.ideal = self.ideal if lost is None else self.ideal + lost
+        exact = HalfState(*(to_float(v, self.dtype) for v in new.present()))
+        link = cell.surrogate(G, self.gstate[half], exact, fg)
+        if valid is not None:
+            link = HalfState(*(torch.where(valid, n, o) for n, o in zip(link.present(), self.gstate[half].present())))
+        self.gstate[half] = link
+        self.hf[half] = link.h
+        return new, entries
 
     def unstep(self, px: Tensor, t: int, vb, vf, dst, dw, kept_old) -> Optional[Tensor]:
         """Undo step t exactly and, given ``dst``, backpropagate through it.
 
-        ``dst`` holds gradients w.r.t. the state after step t; on return it
-        holds gradients w.r.t. the state before it. Returns the gradient
-        w.r.t. ``px`` (None when only reversing).
+        ``dst`` holds per half a :class:`HalfState` of gradients w.r.t. the state
+        after step t; on return it holds gradients w.r.t. the state before it.
+        ``kept_old`` is the top layer's kept slice before the step. Returns the
+        gradient w.r.t. ``px`` (None when only reversing).
         """
-        cell, fg, dtype, G = self.cell, self.cfg.forgetting, self.dtype, self.G
         dpx = [None, None]
         for half in (1, 0):
-            other = 1 - half
-            h_o = self.hf[other]
-            gates = cell.gates(px[:, half * G : (half + 1) * G], h_o, self.w_hh[half], fg)
-            new_ints = self.ints[half]
-            old_ints = cell.unstep(gates, new_ints, self.ups[half], fg, t, vb, dtype, kept_old if half == 0 else None)
-            old_f = [to_float(v, dtype) for v in old_ints]
-            if dst is not None:
-                new_f = [self.hf[half]] + [to_float(v, dtype) for v in new_ints[1:]]
-                g = cell.grad(gates, old_f, new_f, h_o, self.w_hh[half], dw[half], dst[half], fg, vf)
-                dst[other][0] = dst[other][0] + g.dh_other
-                dst[half] = g.dstate
-                dpx[half] = g.dpre
-            self.ints[half] = old_ints
-            self.hf[half] = old_f[0]
+            other, kernel = 1 - half, self.kernels[half]
+            pxh, w = px[:, half * self.G : (half + 1) * self.G], self.w_hh[half]
+            entries = self._buffer_entries(half)
+            kept = kept_old if half == 0 else None
+            if dst is None:
+                old, entries, self.hf[half] = kernel.reverse(pxh, self.hf[other], w, self.ints[half], entries, vb, kept)
+            else:
+                old, entries, self.hf[half], dst[half], dh_other, dpx[half], hh_inputs = kernel.reverse_grad(
+                    pxh,
+                    self.hf[other],
+                    w,
+                    self.ints[half],
+                    self.hf[half],
+                    entries,
+                    vb,
+                    vf,
+                    kept,
+                    dst[half],
+                    dst[other].h,
+                )
+                dst[other] = dst[other]._replace(h=dh_other)
+                self.cell.add_weight_grad(dw[half], dpx[half], hh_inputs)
+            if entries is not None:
+                for b, e in zip(self.buffers[half].present(), entries.present()):
+                    b.after_divide(t, e)
+            self.ints[half] = old
         return None if dst is None else torch.cat(dpx, dim=1)
 
     def final_ints(self) -> list[Tensor]:
-        return [torch.cat([self.ints[0][v], self.ints[1][v]], dim=1) for v in range(self.cfg.nvars)]
+        return [torch.cat([a, b], dim=1) for a, b in zip(self.ints[0].present(), self.ints[1].present())]
 
     def final_graph(self) -> list[Tensor]:
-        return [torch.cat([self.gstate[0][v], self.gstate[1][v]], dim=1) for v in range(self.cfg.nvars)]
+        return [torch.cat([a, b], dim=1) for a, b in zip(self.gstate[0].present(), self.gstate[1].present())]
 
     def memory(self, call: StackCall, reversible: bool, slice_bits: int) -> MemoryStats:
         cfg = self.cfg
         naive = naive_bits(call.steps, call.batch, cfg.hidden_sizes[self.index], cfg.nvars)
-        bufs = self.all_buffers()
-        ideal = slice_bits + float(sum(b.ideal_bits for b in bufs))
+        ideal = slice_bits + float(self.ideal)
         if not reversible:
             return MemoryStats(float(naive), float(naive), ideal)
-        actual = slice_bits + call.masks.layer_bits(self.index) + sum(b.actual_bits() for b in bufs)
+        actual = slice_bits + call.masks.layer_bits(self.index) + sum(b.actual_bits() for b in self.all_buffers())
         if self.index == 0:
             actual += call.inputs.stored_bits()
             if call.valid is not None:
@@ -352,17 +405,15 @@ class _Grads:
 
     def __init__(self, call: StackCall, layers: list[_Layer], params: list[Tensor], grad_finals, needs_head):
         cfg = call.config
-        self.state = []
+        self.state: list[list[HalfState]] = []
         for li in range(len(layers)):
-            halves = [[], []]
+            halves = []
             for v in range(cfg.nvars):
                 g = grad_finals[li * cfg.nvars + v]
                 if g is None:
                     g = torch.zeros((call.batch, cfg.hidden_sizes[li]), dtype=call.dtype, device=params[0].device)
-                a, b = _split(g)
-                halves[0].append(a.clone())
-                halves[1].append(b.clone())
-            self.state.append(halves)
+                halves.append([part.clone() for part in _split(g)])
+            self.state.append([HalfState(*(v[half] for v in halves)) for half in (0, 1)])
         # W_x and b accumulate here; the hidden-to-hidden slots are filled from w_eff at the end
         self.params = [torch.zeros_like(p) if i % 4 < 2 else None for i, p in enumerate(params)]
         self.w_eff = [[torch.zeros_like(w) for w in layer.w_hh] for layer in layers]
@@ -413,10 +464,9 @@ class _Grads:
     def add_output(self, layer_index: int, dy: Tensor, out_mask: Optional[Tensor]) -> None:
         if out_mask is not None:
             dy = dy * out_mask
-        a, b = _split(dy)
         dst = self.state[layer_index]
-        dst[0][0] = dst[0][0] + a
-        dst[1][0] = dst[1][0] + b
+        for half, part in enumerate(_split(dy)):
+            dst[half] = dst[half]._replace(h=dst[half].h + part)
 
 
 def _walk_backward(
@@ -451,7 +501,7 @@ def _walk_backward(
                 elif grad_out is not None and grad_out.numel():
                     grads.add_output(top.index, grad_out[t], top.out_mask)
                 if k and grad_slices is not None:
-                    grads.state[-1][0][0][:, :k] += grad_slices[t]
+                    grads.state[-1][0].h[:, :k] += grad_slices[t]
             kept_old = kept_at(t) if k else None
             for layer in reversed(layers):
                 li = layer.index
@@ -523,7 +573,7 @@ class ReversibleStackFunction(torch.autograd.Function):
         layers = []
         for li in range(cfg.num_layers):
             layer = _Layer(call, li, params[4 * li : 4 * li + 4])
-            bufs = None if cfg.forgetting.disabled else [[next(buffers) for _ in range(nv)] for _ in (0, 1)]
+            bufs = None if cfg.forgetting.disabled else [HalfState(*(next(buffers) for _ in range(nv))) for _ in (0, 1)]
             layer.start(list(final_ints[li * nv : (li + 1) * nv]), bufs)
             layers.append(layer)
         n_head = 0 if call.head is None else len(call.head.tensors())
@@ -540,11 +590,7 @@ class ReversibleStackFunction(torch.autograd.Function):
             for half in (0, 1):
                 g = grads.w_eff[li][half]
                 grads.params[4 * li + 2 + half] = g if pair is None else g.mul_(pair[half])
-        dh0 = [
-            torch.cat([grads.state[li][0][v], grads.state[li][1][v]], dim=1)
-            for li in range(len(layers))
-            for v in range(nv)
-        ]
+        dh0 = [torch.cat([a, b], dim=1) for halves in grads.state for a, b in zip(*(half.present() for half in halves))]
         dhead = [] if call.head is None else grads.finish_head(call)
         return (None, *call.input_grads(grads.inputs, dh0, grads.params, dhead))
 
@@ -556,12 +602,13 @@ class ExactState:
     into the states, so carrying them keeps values identical to a full pass)."""
 
     ints: list[list[Tensor]]
-    buffers: list[Optional[list[list[InfoBuffer]]]]
+    buffers: list[Optional[list[HalfState]]]
 
     def index_select(self, order: Tensor) -> ExactState:
         ints = [[v.index_select(0, order) for v in layer] for layer in self.ints]
         buffers = [
-            None if bufs is None else [[b.index_select(order) for b in half] for half in bufs] for bufs in self.buffers
+            None if bufs is None else [HalfState(*(b.index_select(order) for b in half.present())) for half in bufs]
+            for bufs in self.buffers
         ]
         return ExactState(ints, buffers)
 
@@ -575,7 +622,10 @@ def advance(call: StackCall, params: list[Tensor], h0=None, state: Optional[Exac
         else:
             layers = [_Layer(call, li, params[4 * li : 4 * li + 4]) for li in range(call.config.num_layers)]
             for layer, ints, bufs in zip(layers, state.ints, state.buffers):
-                layer.start(list(ints), None if bufs is None else [[b.copy() for b in half] for half in bufs])
+                layer.start(
+                    list(ints),
+                    None if bufs is None else [HalfState(*(b.copy() for b in half.present())) for half in bufs],
+                )
         top, outputs = layers[-1], []
         _walk_forward(call, layers, lambda t: outputs.append(top.output()))
         new_state = ExactState([layer.final_ints() for layer in layers], [layer.buffers for layer in layers])

@@ -12,6 +12,7 @@ from .cells import get_cell
 from .dropout import SeededMask, StackMasks
 from .engine import ExactState, ReversibleStackFunction, StackCall, StackConfig, advance, run_ordinary, trace_exact
 from .fixed_point import Forgetting, check_ceiling
+from .halfstep import check_compile_mode, resolve_compile
 from .head import StepHead
 from .inputs import DenseInput, EmbeddingInput
 from .memory import MemoryStats
@@ -73,6 +74,10 @@ class ReversibleRNN(nn.Module):
             Function); False runs the same cells, with bit-identical values,
             in ordinary autograd mode.
         chunk_size: most steps per input-projection matrix multiply.
+        compile: ``"auto"``, ``"on"`` or ``"off"``: run each half-step as
+            kernels fused by ``torch.compile`` (auto: when the device has a
+            compiler). Compiled and eager models differ in low bits; each is
+            exact with itself (see ``halfstep``).
 
     Shapes: inputs (T, B, D) or an input provider; ``valid`` (T, B);
     ``state`` per layer ``(h, [c])`` of (B, H_l). Parameters per layer l:
@@ -95,6 +100,7 @@ class ReversibleRNN(nn.Module):
         dropout_hidden: float = 0.0,
         reversible: bool = True,
         chunk_size: int = 16,
+        compile: str = "auto",
     ) -> None:
         super().__init__()
         cell = get_cell(cell_type)
@@ -118,6 +124,7 @@ class ReversibleRNN(nn.Module):
         forgetting = replace(forgetting, hidden_ceiling=max_hidden_forget)
         self.config = StackConfig(cell, input_size, hidden_sizes, forgetting, slice_dim, chunk_size)
         self.cell_type = cell_type
+        self.compile = check_compile_mode(compile)
         self.reversible = reversible
         self.dropout_in = _check_probability("dropout_in", dropout_in)
         self.dropout_out = _check_probability("dropout_out", dropout_out)
@@ -145,6 +152,8 @@ class ReversibleRNN(nn.Module):
                 parts.append(f"{name}={getattr(self, name)}")
         if not self.reversible:
             parts.append("reversible=False")
+        if self.compile != "auto":
+            parts.append(f"compile={self.compile!r}")
         return ", ".join(parts)
 
     def reset_parameters(self) -> None:
@@ -254,7 +263,8 @@ class ReversibleRNN(nn.Module):
             valid = valid.to(torch.bool)
         h0 = self._initial_state(state, B, p0)
         params = [p for li in range(cfg.num_layers) for p in self.layer_parameters(li)]
-        call = StackCall(cfg, src, self.sample_masks(B), valid, return_outputs, p0.dtype)
+        compiled = resolve_compile(self.compile, p0.device)
+        call = StackCall(cfg, src, self.sample_masks(B), valid, return_outputs, p0.dtype, compiled=compiled)
         return call, h0, params
 
     def _initial_state(self, state, batch: int, like: Tensor) -> list[list[Tensor]]:
