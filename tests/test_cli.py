@@ -173,6 +173,7 @@ def test_safe_loading_still_refuses_other_objects(tmp_path):
         (["--attention-slice-dim", "100"], "--attention-slice-dim must be in 1..24"),
         (["--dropout-embed", "1.0"], "--dropout-embed must be a probability in [0, 1); got 1.0"),
         (["--max-hidden-forget", "1"], "--max-hidden-forget must be a number in (0.125, 1)"),
+        (["--rev-compile", "yes"], "--rev-compile: invalid choice: 'yes' (choose from 'auto', 'on', 'off')"),
     ],
 )
 def test_bad_options_exit_non_zero_naming_the_option(multi30k_bin, tmp_path, extra, message):
@@ -207,6 +208,20 @@ def count_test_hypotheses(data, checkpoint, cwd) -> int:
         "--batch-size", "32", "--required-batch-size-multiple", "1", "--max-len-b", "5", cwd=cwd,
     )  # fmt: skip
     return sum(line.startswith("H-") for line in gen.stdout.splitlines())
+
+
+def test_compiled_half_steps_train_and_generate(multi30k_bin, tmp_path, compiling):
+    """``--rev-compile on``: the log says the half-steps are compiled and counts the graphs
+    built; beam search (batch sizes change as hypotheses finish) decodes the test set."""
+    save = tmp_path / "checkpoints"
+    args = translation_args(multi30k_bin, save, "lstm", "emb+slice")
+    train = cli("fairseq-train", *args, "--rev-compile", "on", "--max-update", "2", cwd=tmp_path)
+    log = train.stderr + train.stdout
+    assert "half-steps on cpu run fused by torch.compile (compile='on')" in log
+    assert "building half-step graph 1 " in log
+    steps = json_logs(log, "train_inner")
+    assert len(steps) == 2 and all(math.isfinite(float(s["loss"])) for s in steps)
+    assert count_test_hypotheses(multi30k_bin, save / "checkpoint_last.pt", tmp_path) == 60
 
 
 def test_memory_efficient_fp16_trains_and_generates_on_cpu(multi30k_bin, tmp_path):

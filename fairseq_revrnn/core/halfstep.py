@@ -18,6 +18,7 @@ different low bits; each is exact with itself.
 from __future__ import annotations
 
 import functools
+import logging
 import shutil
 from typing import Callable
 
@@ -27,6 +28,7 @@ from .cells import HalfSpec, HalfState
 from .fixed_point import to_float
 
 Tensor = torch.Tensor
+logger = logging.getLogger(__name__)
 
 COMPILE_MODES = ("auto", "on", "off")
 # Half-steps of every cell, spec and dtype share three code objects; each
@@ -81,6 +83,7 @@ def _counting_backend(gm, example_inputs):
     from torch._inductor.compile_fx import compile_fx
 
     _Counter.graphs += 1
+    logger.info("torch.compile: building half-step graph %d (a new cell, option or input shape)", _Counter.graphs)
     return compile_fx(gm, example_inputs)
 
 

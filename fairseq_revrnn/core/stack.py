@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, replace
 from typing import Optional, Sequence, Union
 
@@ -18,6 +19,7 @@ from .inputs import DenseInput, EmbeddingInput
 from .memory import MemoryStats
 
 Tensor = torch.Tensor
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -125,6 +127,7 @@ class ReversibleRNN(nn.Module):
         self.config = StackConfig(cell, input_size, hidden_sizes, forgetting, slice_dim, chunk_size)
         self.cell_type = cell_type
         self.compile = check_compile_mode(compile)
+        self._reported: set[tuple[str, bool]] = set()
         self.reversible = reversible
         self.dropout_in = _check_probability("dropout_in", dropout_in)
         self.dropout_out = _check_probability("dropout_out", dropout_out)
@@ -264,8 +267,19 @@ class ReversibleRNN(nn.Module):
         h0 = self._initial_state(state, B, p0)
         params = [p for li in range(cfg.num_layers) for p in self.layer_parameters(li)]
         compiled = resolve_compile(self.compile, p0.device)
+        self._report(p0.device, compiled)
         call = StackCall(cfg, src, self.sample_masks(B), valid, return_outputs, p0.dtype, compiled=compiled)
         return call, h0, params
+
+    def _report(self, device: torch.device, compiled: bool) -> None:
+        """Log once per device how the half-steps run."""
+        if (device.type, compiled) in self._reported:
+            return
+        self._reported.add((device.type, compiled))
+        how = "fused by torch.compile" if compiled else "eagerly"
+        logger.info(
+            "reversible %s half-steps on %s run %s (compile=%r)", self.cell_type, device.type, how, self.compile
+        )
 
     def _initial_state(self, state, batch: int, like: Tensor) -> list[list[Tensor]]:
         cfg = self.config

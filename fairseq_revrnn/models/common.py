@@ -16,10 +16,12 @@ from torch import nn
 from ..core import EmbeddingInput, ReversibleRNN, RNNOutput
 from ..core.dropout import variational_mask
 from ..core.fixed_point import RZ, check_ceiling
+from ..core.halfstep import COMPILE_MODES
 from ..core.loss import TokenLoss
 from ..core.memory import MemoryStats
 
 CELL_CHOICES = ChoiceEnum(["lstm", "gru"])
+COMPILE_CHOICES = ChoiceEnum(list(COMPILE_MODES))
 FORGET_BITS = [str(b) for b in range(1, RZ + 1)] + ["none"]
 FORGET_BITS_CHOICES = ChoiceEnum(FORGET_BITS)
 
@@ -32,6 +34,9 @@ HELP = {
     "can grow towards 1000 on long sequences), or 'auto': 0.9375 for RevLSTM (|h| < 16), none for RevGRU (its h is "
     "a convex combination, |h| <= 1). Costs at least -log2(bound) bits per unit and step",
     "no_reversible": "train in ordinary autograd mode (every step stored) instead of reversibly",
+    "rev_compile": "run each half-step as kernels fused by torch.compile: on, off, or auto (when the device has a "
+    "compiler: C++ for a CPU, Triton for a GPU; TORCH_COMPILE_DISABLE=1 turns it off). The first batches compile "
+    "(seconds per graph, logged); compiled and eager models differ in low bits, each exact with itself",
     "dropout_in": "variational dropout on the first layer's inputs (one mask per sequence)",
     "dropout_out": "variational dropout on each layer's outputs (one mask per sequence)",
     "dropout_hidden": "DropConnect on the hidden-to-hidden weights (one mask per batch)",
@@ -114,6 +119,7 @@ def build_stack(cfg, input_size: int, sizes: list[int], slice_dim: int, chunk_si
         dropout_hidden=cfg.dropout_hidden,
         reversible=not cfg.no_reversible,
         chunk_size=chunk_size,
+        compile=str(cfg.rev_compile),
     )
 
 

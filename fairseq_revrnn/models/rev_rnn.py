@@ -27,6 +27,7 @@ from ..core.attention import ATTENTION_TYPES, uses_embeddings, uses_slice
 from ..core.dropout import variational_mask
 from .common import (
     CELL_CHOICES,
+    COMPILE_CHOICES,
     FORGET_BITS_CHOICES,
     HELP,
     ReversibleDecoder,
@@ -72,6 +73,7 @@ class RevRNNConfig(FairseqDataclass):
     no_forgetting: bool = field(default=False, metadata={"help": HELP["no_forgetting"]})
     max_hidden_forget: str = field(default="auto", metadata={"help": HELP["max_hidden_forget"]})
     no_reversible: bool = field(default=False, metadata={"help": HELP["no_reversible"]})
+    rev_compile: COMPILE_CHOICES = field(default="auto", metadata={"help": HELP["rev_compile"]})
     dropout_in: float = field(default=0.4, metadata={"help": HELP["dropout_in"]})
     dropout_out: float = field(default=0.4, metadata={"help": HELP["dropout_out"] + " and on the attention output"})
     dropout_hidden: float = field(default=0.0, metadata={"help": HELP["dropout_hidden"]})

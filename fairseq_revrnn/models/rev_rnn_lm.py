@@ -17,6 +17,7 @@ from .. import registry
 from ..core import OutputHead, total
 from .common import (
     CELL_CHOICES,
+    COMPILE_CHOICES,
     FORGET_BITS_CHOICES,
     HELP,
     ReversibleDecoder,
@@ -42,6 +43,7 @@ class RevRNNLMConfig(FairseqDataclass):
     no_forgetting: bool = field(default=False, metadata={"help": HELP["no_forgetting"]})
     max_hidden_forget: str = field(default="auto", metadata={"help": HELP["max_hidden_forget"]})
     no_reversible: bool = field(default=False, metadata={"help": HELP["no_reversible"]})
+    rev_compile: COMPILE_CHOICES = field(default="auto", metadata={"help": HELP["rev_compile"]})
     dropout_in: float = field(default=0.3, metadata={"help": HELP["dropout_in"]})
     dropout_out: float = field(default=0.4, metadata={"help": HELP["dropout_out"]})
     dropout_hidden: float = field(default=0.5, metadata={"help": HELP["dropout_hidden"]})
