@@ -44,10 +44,10 @@ MUTATIONS = [
         "keep = old.h if fg.disabled else G.z * old.h",
         "keep = G.z * old.h",
     ),
-    Mutation("output bias gradient a mean, not a sum", "core/engine.py", "db = g.sum(0)", "db = g.mean(0)"),
+    Mutation("output bias gradient a mean, not a sum", "core/walks.py", "db = g.sum(0)", "db = g.mean(0)"),
     Mutation(
         "output weight gradient from the wrong tensor",
-        "core/engine.py",
+        "core/walks.py",
         "grads[w] = g.t() @ self.head_features.reshape(",
         "grads[w] = g.t() @ self.head_out.reshape(",
     ),
@@ -77,7 +77,7 @@ MUTATIONS = [
     ),
     Mutation(
         "backward walks chunks of one step",
-        "core/engine.py",
+        "core/walks.py",
         "for cs, ce in reversed(call.chunks()):",
         "for cs, ce in reversed([(t, t + 1) for t in range(call.steps)]):",
     ),
@@ -119,7 +119,7 @@ MUTATIONS = [
     ),
     Mutation(
         "the autograd context keeps the call with its tensors (and the head's cache)",
-        "core/engine.py",
+        "core/function.py",
         "ctx.call = call.skeleton()",
         "ctx.call = call",
     ),

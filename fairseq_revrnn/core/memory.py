@@ -8,9 +8,12 @@ implementation holds to reverse; ``ideal`` is what a perfect buffer would need.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Iterable, Optional
+from typing import TYPE_CHECKING, Callable, Iterable, Optional
 
 import torch
+
+if TYPE_CHECKING:
+    from .call import StackCall
 
 
 @dataclass
@@ -44,6 +47,25 @@ def total(stats: Iterable[MemoryStats]) -> MemoryStats:
 def naive_bits(steps: int, batch: int, hidden: int, states_per_unit: int) -> int:
     """32 bits for every (position, unit) a standard RNN stores."""
     return 32 * steps * batch * hidden * states_per_unit
+
+
+def layer_memory(call: StackCall, index: int, ideal_bits: float, slice_bits: int, buffers) -> MemoryStats:
+    """Bit counts of layer ``index`` in ``call``: ``buffers`` (InfoBuffers) in the
+    reversible mode, None in the ordinary mode (which stores every state).
+    ``ideal_bits`` are the bits its forget multiplications destroyed; the
+    stored slices count in ``slice_bits`` (top layer). The first layer also
+    holds the inputs and the padding mask."""
+    cfg = call.config
+    naive = float(naive_bits(call.steps, call.batch, cfg.hidden_sizes[index], cfg.nvars))
+    ideal = slice_bits + ideal_bits
+    if buffers is None:
+        return MemoryStats(naive, naive, ideal)
+    actual = slice_bits + call.masks.layer_bits(index) + sum(b.actual_bits() for b in buffers)
+    if index == 0:
+        actual += call.inputs.stored_bits()
+        if call.valid is not None:
+            actual += call.valid.numel() * call.valid.element_size() * 8
+    return MemoryStats(naive, float(actual), ideal)
 
 
 class SavedTensorMeter:

@@ -9,10 +9,12 @@ from typing import Optional, Sequence, Union
 import torch
 from torch import nn
 
+from .call import StackCall, StackConfig
 from .cells import get_cell
 from .dropout import SeededMask, StackMasks
-from .engine import ExactState, ReversibleStackFunction, StackCall, StackConfig, advance, run_ordinary, trace_exact
+from .engine import ExactState, advance, run_ordinary, trace_exact
 from .fixed_point import Forgetting, check_ceiling
+from .function import ReversibleStackFunction
 from .halfstep import check_compile_mode, resolve_compile
 from .head import StepHead
 from .inputs import DenseInput, EmbeddingInput

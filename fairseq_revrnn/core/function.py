@@ -1,0 +1,86 @@
+"""The sequence-level autograd Function of the reversible mode."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+
+from .buffer import InfoBuffer
+from .call import StackCall
+from .cells import HalfState
+from .fixed_point import to_fixed, to_float
+from .layer import Layer, fresh_layers
+from .walks import Grads, run_and_record, walk_backward
+
+Tensor = torch.Tensor
+
+
+class ReversibleStackFunction(torch.autograd.Function):
+    """Sequence-level Function that keeps final states, buffers, slices, masks.
+
+    Inputs: ``(call, *call.flat_inputs(h0, params))``. Outputs: ``(outputs,
+    slices, *final_states)`` where ``outputs`` is the head's per-step output,
+    or the top layer's output if requested, or a fused head's summed loss,
+    else empty. Parameter gradients are returned as the Function's input
+    gradients, never accumulated aside.
+
+    Everything the backward uses is saved in one place, the
+    ``save_for_backward`` call in :meth:`forward`: the inputs (token ids or
+    input tensor, padding mask, initial states, parameters, head tensors), the
+    final integer states, the top layer's first kept slice and its slices,
+    and the buffers. Besides, the context holds only ``call.skeleton()`` (no
+    tensors) and the layout of the saved list.
+    """
+
+    @staticmethod
+    def forward(ctx, call: StackCall, *tensors: Tensor):
+        call, h0, params = call.rebind(tensors)
+        layers = fresh_layers(call, params, h0)
+        kept0 = layers[-1].kept_slice().clone()
+        out, slices = run_and_record(call, layers)
+        slice_bits = (slices.numel() + kept0.numel()) * slices.element_size() * 8
+        call.memory[:] = [layer.memory(call, slice_bits if layer.top else 0) for layer in layers]
+        final_ints = [v for layer in layers for v in layer.final_ints()]
+        buffers = [b for layer in layers for b in layer.all_buffers()]
+        ctx.call = call.skeleton()
+        ctx.layout = (len(tensors), len(final_ints), [(1 + len(b.stack), list(b.push_steps)) for b in buffers])
+        buf_tensors = [t for b in buffers for t in b.tensors()]
+        ctx.save_for_backward(*tensors, *final_ints, kept0, slices, *buf_tensors)
+        finals = [to_float(v, call.dtype) for v in final_ints]
+        return (out, slices, *finals)
+
+    @staticmethod
+    def backward(ctx, grad_out: Optional[Tensor], grad_slices: Optional[Tensor], *grad_finals: Optional[Tensor]):
+        n_in, n_final, buf_layout = ctx.layout
+        saved = ctx.saved_tensors
+        call, _, params = ctx.call.rebind(saved[:n_in])
+        final_ints = saved[n_in : n_in + n_final]
+        kept0, slices = saved[n_in + n_final : n_in + n_final + 2]
+        buf_iter = iter(saved[n_in + n_final + 2 :])
+        buffers = iter(InfoBuffer.restore([next(buf_iter) for _ in range(n)], steps) for n, steps in buf_layout)
+        cfg = call.config
+        nv = cfg.nvars
+        layers = []
+        for li in range(cfg.num_layers):
+            layer = Layer(call, li, params[4 * li : 4 * li + 4])
+            bufs = None if cfg.forgetting.disabled else [HalfState(*(next(buffers) for _ in range(nv))) for _ in (0, 1)]
+            layer.start(list(final_ints[li * nv : (li + 1) * nv]), bufs)
+            layers.append(layer)
+        n_head = 0 if call.head is None else len(call.head.tensors())
+        grads = Grads(call, layers, params, grad_finals, ctx.needs_input_grad[1 + n_in - n_head :])
+        if call.head is not None:
+            grads.start_head(call, grad_out)
+
+        def kept_at(t: int) -> Tensor:
+            return kept0 if t == 0 else to_fixed(slices[t - 1])
+
+        walk_backward(call, layers, kept_at, grads, grad_out, grad_slices)
+        for li in range(len(layers)):
+            pair = layers[li].hh_masks
+            for half in (0, 1):
+                g = grads.w_eff[li][half]
+                grads.params[4 * li + 2 + half] = g if pair is None else g.mul_(pair[half])
+        dh0 = [torch.cat([a, b], dim=1) for halves in grads.state for a, b in zip(*(half.present() for half in halves))]
+        dhead = [] if call.head is None else grads.finish_head(call)
+        return (None, *call.input_grads(grads.inputs, dh0, grads.params, dhead))
