@@ -119,12 +119,22 @@ def kept_bytes(forward, x: torch.Tensor, weights: torch.Tensor, device: torch.de
 
 
 def measure(
-    cell: str, hidden: int, steps: int, batch: int, layers: int, bits: int, repeats: int, device, chunk: int = 0
+    cell: str,
+    hidden: int,
+    steps: int,
+    batch: int,
+    layers: int,
+    bits: int,
+    repeats: int,
+    device,
+    chunk: int = 0,
+    compile: str = "auto",
 ) -> Row:
-    """One configuration; ``chunk`` steps per checkpoint (0: about sqrt(T))."""
+    """One configuration; ``chunk`` steps per checkpoint (0: about sqrt(T)); ``compile``
+    the reversible stack's half-step mode."""
     torch.manual_seed(0)
     chunk = chunk or max(1, round(math.sqrt(steps)))
-    model = ReversibleRNN(cell, hidden, [hidden] * layers, max_forget_bits=bits).to(device)
+    model = ReversibleRNN(cell, hidden, [hidden] * layers, max_forget_bits=bits, compile=compile).to(device)
     baseline = (torch.nn.LSTM if cell == "lstm" else torch.nn.GRU)(hidden, hidden, layers).to(device)
     x = torch.randn(steps, batch, hidden, device=device, requires_grad=True)
     weights = torch.randn(steps, batch, hidden, device=device)
@@ -217,6 +227,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--checkpoint-chunk", type=int, default=0, help="steps per checkpoint (0: about sqrt(T))")
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--compile", default="auto", choices=["auto", "on", "off"], help="half-steps compiled or not")
     args = parser.parse_args()
     if args.quick:
         args.cells, args.hidden, args.steps = ["lstm"], [256], [35]
@@ -225,10 +236,10 @@ def main() -> None:
     print(
         f"device={device} torch={torch.__version__} threads={torch.get_num_threads()} "
         f"batch={args.batch} layers={args.layers} bits={args.bits} repeats={args.repeats} "
-        f"checkpoint chunk={args.checkpoint_chunk or 'sqrt(T)'}"
+        f"checkpoint chunk={args.checkpoint_chunk or 'sqrt(T)'} compile={args.compile}"
     )
     rows = [
-        measure(c, h, t, args.batch, args.layers, args.bits, args.repeats, device, args.checkpoint_chunk)
+        measure(c, h, t, args.batch, args.layers, args.bits, args.repeats, device, args.checkpoint_chunk, args.compile)
         for c, h, t in tqdm(configs, desc="configurations")
     ]
     print(table(rows, device))

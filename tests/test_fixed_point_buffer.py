@@ -105,14 +105,46 @@ def test_overflow_is_decided_from_a_host_bound_with_few_device_reads(bits, most_
 
 
 @pytest.mark.parametrize("cell", ["gru", "lstm"])
-def test_a_stack_reads_its_buffers_on_few_steps(cell):
-    """In a stack (3 bits, the default) the overflow decision reads the device on at most a
-    quarter of the steps per buffer; the values are those of the full pass (other tests)."""
+def test_a_stack_reads_all_its_buffers_in_one_transfer(cell):
+    """In a stack (3 bits, the default) a step that needs to know the buffers reads all of
+    them at once: one host sync per read step, on fewer than half the steps of a long
+    sequence; the values are those of the full pass (other tests)."""
     from fairseq_revrnn.core import ReversibleRNN
+    from fairseq_revrnn.core.meter import count_syncs
 
     module = ReversibleRNN(cell, 8, [16, 12], max_forget_bits=3)
     steps = 300
-    _, state = module.advance(torch.randn(steps, 4, 8) * 3)
-    buffers = [b for layer in state.buffers for half in layer for b in half.present()]
+    x = torch.randn(steps, 4, 8) * 3
+    states = []
+    syncs = count_syncs(lambda: states.append(module.advance(x)[1]), warmup=0)
+    buffers = [b for layer in states[-1].buffers for half in layer for b in half.present()]
     assert sum(len(b.push_steps) for b in buffers) > 0
-    assert sum(b.reads for b in buffers) <= 0.25 * steps * len(buffers)
+    assert {b.reads for b in buffers} == {syncs.total}, "every read step reads every buffer, in one sync"
+    assert syncs.total <= 0.5 * steps
+
+
+@pytest.mark.parametrize("cell", ["gru", "lstm"])
+def test_on_an_accelerator_a_stack_reads_once_per_interval_and_stays_exact(cell, monkeypatch):
+    """The accelerator policy (read_interval for a non-CPU device), applied on the CPU: a
+    training step syncs at most once per interval plus its fixed reads, reverses exactly and
+    keeps the ordinary mode's gradients."""
+    from fairseq_revrnn.core import ReversibleRNN, walks
+    from fairseq_revrnn.core.buffer import read_interval
+    from fairseq_revrnn.core.meter import count_syncs
+
+    from .helpers import loss_and_grads, max_relative_error
+
+    monkeypatch.setattr(walks, "read_interval", lambda growth, device: read_interval(growth, torch.device("cuda")))
+    interval = read_interval(Forgetting(3).growth_bits, torch.device("cuda"))
+    assert interval == 5
+    module = ReversibleRNN(cell, 8, [16, 12], max_forget_bits=3, slice_dim=3).double()
+    steps = 200
+    x = (torch.randn(steps, 4, 8, dtype=torch.float64) * 3).requires_grad_()
+    forward, recovered, pushes = module.trace_exact(x)
+    assert pushes > 0
+    assert all(torch.equal(a, b) for f, r in zip(forward, recovered) for a, b in zip(f, r))
+    syncs = count_syncs(lambda: loss_and_grads(module, x))
+    fixed = 1 + module.config.num_layers  # the finiteness check, the bit counts
+    assert syncs.total <= steps // interval + fixed, syncs
+    (_, g_rev), (_, g_ord) = loss_and_grads(module, x), loss_and_grads(module, x, reversible=False)
+    assert max_relative_error(g_rev, g_ord) <= 1e-6

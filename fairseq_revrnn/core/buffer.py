@@ -12,9 +12,11 @@ half-step can run it inside one compiled kernel. The stack is bookkeeping on
 the host: deciding a push needs the buffer's largest entry, a read from the
 device (a host sync on a GPU). A buffer therefore keeps a bound on its
 entries' bits: a multiplication adds at most ``growth_bits`` (``-log2`` of
-the smallest forget value), so the device is read only when the bound says an
-entry might have reached the limit. The pushes are the same as reading every
-step; the reads are rare.
+the smallest forget value). :func:`make_room` reads only when a bound says an
+entry might reach the limit within the next ``steps`` multiplications, reads
+all of a stack's buffers in one transfer, and pushes those whose entries
+really might. A stack plans ``read_interval`` steps at a time, so a call reads
+the device at most once per interval (docs/design.md, section 3).
 """
 
 from __future__ import annotations
@@ -31,6 +33,19 @@ _LOW = 2**RZ - 1
 # B * 2**RZ + (2**RZ - 1) must stay below 2**63.
 OVERFLOW_BITS = 63 - RZ
 OVERFLOW_AT = 2**OVERFLOW_BITS
+# On an accelerator a stack's buffers are pushed when fewer than about this many
+# bits of room are left: the price of reading the device only once per
+# read_interval steps.
+MARGIN_BITS = 16
+
+
+def read_interval(growth_bits: int, device: torch.device) -> int:
+    """Steps a stack plans at once. On a CPU a read is no sync and costs
+    nothing, so every step is planned alone and a buffer is pushed only when
+    full; elsewhere a margin of ``MARGIN_BITS`` at ``growth_bits`` per step
+    (measured on long sequences at 3 bits: about a fifth of the syncs, about
+    a fifth more buffer memory; docs/design.md, section 3)."""
+    return 1 if device.type == "cpu" else max(1, MARGIN_BITS // growth_bits)
 
 
 def _where(valid: Optional[Tensor], new: Tensor, old: Tensor) -> Tensor:
@@ -69,24 +84,22 @@ class InfoBuffer:
         self.bound_bits = 0  # every entry is below 2**bound_bits
         self.reads = 0  # device reads made to decide an overflow
 
-    def _might_overflow(self) -> bool:
-        """Whether an entry has reached ``OVERFLOW_AT``, reading the device only
-        when the host-side bound cannot rule it out."""
-        if self.bound_bits <= OVERFLOW_BITS:
-            return False
-        self.reads += 1
-        top = int(self.buf.max()) if self.buf.numel() else 0
-        self.bound_bits = top.bit_length()
-        return top >= OVERFLOW_AT
+    def has_room(self, bits: int, steps: int) -> bool:
+        """Whether entries below ``2**bits`` stay below ``OVERFLOW_AT`` before each of
+        the next ``steps`` multiplications."""
+        return bits + self.growth_bits * (steps - 1) <= OVERFLOW_BITS
+
+    def push(self, step: int) -> None:
+        """Put the entries on the stack (popped by the division at ``step``) and restart from zeros."""
+        self.stack.append(self.buf)
+        self.push_steps.append(step)
+        self.buf = torch.zeros_like(self.buf)
+        self.bound_bits = 0
 
     def before_multiply(self, step: int) -> Tensor:
-        """Push a buffer that could overflow (restarting from zeros); the entries
-        the multiplication at ``step`` extends."""
-        if self._might_overflow():
-            self.stack.append(self.buf)
-            self.push_steps.append(step)
-            self.buf = torch.zeros_like(self.buf)
-            self.bound_bits = 0
+        """The entries the multiplication at ``step`` extends (pushed first if they
+        could overflow)."""
+        make_room([self], step, 1)
         self.bound_bits += self.growth_bits
         return self.buf
 
@@ -139,3 +152,21 @@ class InfoBuffer:
     def actual_bits(self) -> int:
         """Whole int64 words held (current buffer and stack) plus push bookkeeping."""
         return 64 * self.buf.numel() * (1 + len(self.stack)) + 64 * len(self.push_steps)
+
+
+def make_room(buffers: list[InfoBuffer], step: int, steps: int) -> None:
+    """Make every buffer safe for ``steps`` multiplications from ``step`` on.
+
+    Nothing is read while the host-side bounds allow it. Otherwise the largest
+    entry of every buffer is read in one transfer (the one host sync), bounds
+    become exact, and a buffer whose entries could overflow is pushed.
+    """
+    if all(b.has_room(b.bound_bits, steps) for b in buffers):
+        return
+    zero = torch.zeros((), dtype=torch.int64, device=buffers[0].buf.device)
+    tops = torch.stack([b.buf.max() if b.buf.numel() else zero for b in buffers]).tolist()
+    for b, top in zip(buffers, tops):
+        b.reads += 1
+        b.bound_bits = int(top).bit_length()
+        if not b.has_room(b.bound_bits, steps):
+            b.push(step)

@@ -20,6 +20,7 @@ from __future__ import annotations
 import functools
 import logging
 import shutil
+import types
 from typing import Callable
 
 import torch
@@ -31,10 +32,10 @@ Tensor = torch.Tensor
 logger = logging.getLogger(__name__)
 
 COMPILE_MODES = ("auto", "on", "off")
-# Half-steps of every cell, spec and dtype share three code objects; each
-# compiled variant (spec, padding or not, static or dynamic shapes) is one
-# cache entry of its code object.
-RECOMPILE_LIMIT = 256
+# Each half-step function has its own code object (see _own_code) with a few
+# variants (padding or not, static or dynamic batch, dtype); the limits only
+# guard against a runaway, across the many models a test session builds.
+RECOMPILE_LIMIT = 64
 ACCUMULATED_RECOMPILE_LIMIT = 4096
 
 
@@ -87,11 +88,25 @@ def _counting_backend(gm, example_inputs):
     return compile_fx(gm, example_inputs)
 
 
-def _compile(fn: Callable) -> Callable:
+def _own_code(method: Callable) -> Callable:
+    """``method`` bound to a copy of its function with a code object of its own.
+
+    Dynamo keeps compiled variants and guards per code object. Shared by all
+    half-steps, a spec's integers (the kept units) would look like a value that
+    changes between calls and become symbolic, and every spec would recompile
+    the others' variants; with a code object each, a half-step's spec stays a
+    constant and its variants are its own.
+    """
+    fn = method.__func__
+    copy = types.FunctionType(fn.__code__.replace(), fn.__globals__, fn.__name__, fn.__defaults__, fn.__closure__)
+    return types.MethodType(copy, method.__self__)
+
+
+def _compile(method: Callable) -> Callable:
     config = torch._dynamo.config
     config.recompile_limit = max(config.recompile_limit, RECOMPILE_LIMIT)
     config.accumulated_recompile_limit = max(config.accumulated_recompile_limit, ACCUMULATED_RECOMPILE_LIMIT)
-    return torch.compile(fn, backend=_counting_backend, fullgraph=True)
+    return torch.compile(_own_code(method), backend=_counting_backend, fullgraph=True)
 
 
 class HalfStep:

@@ -54,7 +54,8 @@ class Layer:
         """Set the state: one ``(B, H)`` integer tensor per variable (h[, c]), and
         per half a :class:`HalfState` of :class:`InfoBuffer` (None without forgetting)."""
         halves = [split_halves(v) for v in ints_full]
-        self.ints = [HalfState(*(h[half] for h in halves)) for half in (0, 1)]
+        # contiguous like every later state, so the first step runs the same compiled code
+        self.ints = [HalfState(*(h[half].contiguous() for h in halves)) for half in (0, 1)]
         self.hf = [to_float(self.ints[half].h, self.dtype) for half in (0, 1)]
         self.buffers = buffers
 

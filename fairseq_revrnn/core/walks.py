@@ -14,6 +14,7 @@ from typing import Callable, Optional
 
 import torch
 
+from .buffer import make_room, read_interval
 from .call import StackCall
 from .cells import HalfState
 from .layer import Layer, split_halves
@@ -23,9 +24,13 @@ Tensor = torch.Tensor
 
 
 def walk_forward(call: StackCall, layers: list[Layer], on_step: Callable[[int], None]) -> None:
+    buffers = [b for layer in layers for b in layer.all_buffers()]
+    interval = read_interval(call.config.forgetting.growth_bits, layers[0].w_ih.device)
     for cs, ce in call.chunks():
         px0 = layers[0].input_projection(call.inputs.chunk(cs, ce))
         for t in range(cs, ce):
+            if buffers and t % interval == 0:
+                make_room(buffers, t, interval)
             vb, _ = call.valid_at(t)
             below = None
             for layer in layers:
