@@ -85,10 +85,6 @@ class HalfSpec:
     keep: int = 0
     keep_dtype: torch.dtype = torch.float32
 
-    def __post_init__(self) -> None:
-        # computed here: compiled code cannot enter cached_property's lock
-        assert self.forgetting.hidden is not None
-
 
 def _where(valid: Optional[Tensor], new: Tensor, old: Tensor) -> Tensor:
     return new if valid is None else torch.where(valid, new, old)

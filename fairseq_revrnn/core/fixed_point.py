@@ -8,7 +8,6 @@ integer arithmetic on these, so forward and reverse agree bit for bit.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from functools import cached_property
 from typing import Optional
 
 import torch
@@ -89,13 +88,16 @@ class Forgetting:
             raise ValueError(f"max_forget_bits must be an integer in 1..{RZ} or None (no limit); got {bits!r}")
         check_ceiling("ceiling", self.ceiling, bits, self.disabled)
         check_ceiling("hidden_ceiling", self.hidden_ceiling, bits, self.disabled)
+        # computed once, not a cached_property: compiled code cannot enter its lock
+        hidden = self
+        if self.hidden_ceiling is not None:
+            hidden = replace(self, ceiling=self.hidden_ceiling, hidden_ceiling=None)
+        object.__setattr__(self, "_hidden", hidden)
 
-    @cached_property
+    @property
     def hidden(self) -> Forgetting:
         """The forgetting applied to the hidden state ``h``."""
-        if self.hidden_ceiling is None:
-            return self
-        return replace(self, ceiling=self.hidden_ceiling, hidden_ceiling=None)
+        return self._hidden
 
     @property
     def limited(self) -> bool:
