@@ -15,6 +15,16 @@ def test_a_bad_compile_mode_names_the_allowed_ones():
         ReversibleRNN("lstm", 4, [4], compile="yes")
 
 
+def test_half_precision_runs_eagerly_and_on_names_the_dtypes(compiling):
+    module = ReversibleRNN("gru", 4, [4], compile="on").to(torch.bfloat16)
+    with pytest.raises(ValueError, match="supports float32 and float64 models, not torch.bfloat16"):
+        module(torch.randn(2, 1, 4, dtype=torch.bfloat16))
+    module.compile = "auto"
+    graphs = compiled_graphs()
+    module(torch.randn(2, 1, 4, dtype=torch.bfloat16))
+    assert compiled_graphs() == graphs
+
+
 def test_on_refuses_when_torch_compile_is_disabled(compiling):
     torch._dynamo.config.disable = True
     module = ReversibleRNN("gru", 4, [4], compile="on")

@@ -268,7 +268,7 @@ class ReversibleRNN(nn.Module):
             valid = valid.to(torch.bool)
         h0 = self._initial_state(state, B, p0)
         params = [p for li in range(cfg.num_layers) for p in self.layer_parameters(li)]
-        compiled = resolve_compile(self.compile, p0.device)
+        compiled = resolve_compile(self.compile, p0.device, p0.dtype)
         self._report(p0.device, compiled)
         call = StackCall(cfg, src, self.sample_masks(B), valid, return_outputs, p0.dtype, compiled=compiled)
         return call, h0, params
