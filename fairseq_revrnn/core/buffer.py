@@ -48,7 +48,8 @@ def read_interval(growth_bits: int, device: torch.device) -> int:
     return 1 if device.type == "cpu" else max(1, MARGIN_BITS // growth_bits)
 
 
-def _where(valid: Optional[Tensor], new: Tensor, old: Tensor) -> Tensor:
+def where_valid(valid: Optional[Tensor], new: Tensor, old: Tensor) -> Tensor:
+    """``new`` at real positions, ``old`` at padding (``valid`` None: no padding)."""
     return new if valid is None else torch.where(valid, new, old)
 
 
@@ -61,7 +62,7 @@ def multiply(h: Tensor, z: Tensor, buf: Tensor, valid: Optional[Tensor] = None) 
     lost = RZ - torch.log2(z.to(torch.float64))
     if valid is not None:
         lost = lost * valid
-    return _where(valid, out, h), _where(valid, q, buf), lost.sum()
+    return where_valid(valid, out, h), where_valid(valid, q, buf), lost.sum()
 
 
 def divide(h: Tensor, z: Tensor, buf: Tensor, valid: Optional[Tensor] = None) -> tuple[Tensor, Tensor]:
@@ -69,7 +70,7 @@ def divide(h: Tensor, z: Tensor, buf: Tensor, valid: Optional[Tensor] = None) ->
     q = torch.div(h, z, rounding_mode="floor")
     b = buf * z + (h - q * z)
     out = torch.bitwise_left_shift(q, RZ) | (b & _LOW)
-    return _where(valid, out, h), _where(valid, torch.bitwise_right_shift(b, RZ), buf)
+    return where_valid(valid, out, h), where_valid(valid, torch.bitwise_right_shift(b, RZ), buf)
 
 
 class InfoBuffer:

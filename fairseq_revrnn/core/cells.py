@@ -25,7 +25,7 @@ from typing import NamedTuple, Optional
 
 import torch
 
-from .buffer import divide, multiply
+from .buffer import divide, multiply, where_valid
 from .fixed_point import RZ, Forgetting, on_grid, to_fixed, to_float
 
 Tensor = torch.Tensor
@@ -86,10 +86,6 @@ class HalfSpec:
     keep_dtype: torch.dtype = torch.float32
 
 
-def _where(valid: Optional[Tensor], new: Tensor, old: Tensor) -> Tensor:
-    return new if valid is None else torch.where(valid, new, old)
-
-
 def _forget(h: Tensor, z: Optional[Tensor], buf: Optional[Tensor], keep: int, valid: Optional[Tensor]):
     """``h * z`` exactly; the first ``keep`` units lossy. Returns the product, the
     buffer and the bits destroyed (None without forgetting)."""
@@ -97,7 +93,7 @@ def _forget(h: Tensor, z: Optional[Tensor], buf: Optional[Tensor], keep: int, va
         return h, buf, None
     if keep == 0:
         return multiply(h, z, buf, valid)
-    kept = _where(valid, torch.bitwise_right_shift(h[:, :keep] * z[:, :keep], RZ), h[:, :keep])
+    kept = where_valid(valid, torch.bitwise_right_shift(h[:, :keep] * z[:, :keep], RZ), h[:, :keep])
     rest, buf, lost = multiply(h[:, keep:], z[:, keep:], buf, valid)
     return torch.cat([kept, rest], dim=1), buf, lost
 
@@ -116,7 +112,7 @@ def _add(h: Tensor, add: Tensor, spec: HalfSpec, keep: int, valid: Optional[Tens
     new = h + to_fixed(add)
     if keep:
         new = torch.cat([on_grid(new[:, :keep], spec.keep_dtype), new[:, keep:]], dim=1)
-    return _where(valid, new, h)
+    return where_valid(valid, new, h)
 
 
 def _lost(*parts: Optional[Tensor]) -> Optional[Tensor]:
@@ -154,7 +150,7 @@ class GRUHalf:
     def unstep(G: GRUGates, state: HalfState, bufs: Optional[HalfState], spec: HalfSpec, valid, kept_old):
         fg = spec.forgetting
         zq = None if fg.disabled else fg.hidden.quantize(G.z)
-        base = _where(valid, state.h - to_fixed((1 - G.z) * G.g), state.h)
+        base = where_valid(valid, state.h - to_fixed((1 - G.z) * G.g), state.h)
         h, bh = _unforget(base, zq, None if bufs is None else bufs.h, spec.keep, kept_old, valid)
         return HalfState(h), None if bufs is None else HalfState(bh)
 
@@ -239,8 +235,8 @@ class LSTMHalf:
         if not fg.disabled:
             fq, pq = fg.quantize(G.f), fg.hidden.quantize(G.p)
         bh, bc = (None, None) if bufs is None else bufs
-        base_h = _where(valid, state.h - to_fixed(G.o * torch.tanh(to_float(state.c, spec.dtype))), state.h)
-        base_c = _where(valid, state.c - to_fixed(G.i * G.g), state.c)
+        base_h = where_valid(valid, state.h - to_fixed(G.o * torch.tanh(to_float(state.c, spec.dtype))), state.h)
+        base_c = where_valid(valid, state.c - to_fixed(G.i * G.g), state.c)
         h, bh = _unforget(base_h, pq, bh, spec.keep, kept_old, valid)
         c, bc = _unforget(base_c, fq, bc, 0, None, valid)
         return HalfState(h, c), None if bufs is None else HalfState(bh, bc)

@@ -9,7 +9,7 @@ from typing import Optional
 
 import torch
 
-from .buffer import InfoBuffer
+from .buffer import InfoBuffer, where_valid
 from .call import StackCall
 from .cells import HalfSpec, HalfState
 from .fixed_point import on_grid, to_fixed, to_float
@@ -126,7 +126,7 @@ class Layer:
         return self.ints[0].h[:, : self.keep]
 
     def slice_value(self) -> Tensor:
-        """The kept units as stored for attention (graph tensor in ordinary mode)."""
+        """The kept units as stored for attention."""
         return to_float(self.kept_slice(), self.kernels[0].spec.keep_dtype)
 
     def step(self, px: Tensor, t: int, valid: Optional[Tensor]) -> None:
@@ -210,6 +210,7 @@ class GraphLayer(Layer):
         self.hf = [self.gstate[0].h, self.gstate[1].h]
 
     def slice_value(self) -> Tensor:
+        """The kept units as stored for attention, a graph tensor."""
         return self.hf[0][:, : self.keep].to(self.kernels[0].spec.keep_dtype)
 
     def _step_half(self, half: int, px: Tensor, w: Tensor, entries, valid):
@@ -226,8 +227,7 @@ class GraphLayer(Layer):
                 self.ideal = self.ideal if lost is None else self.ideal + lost
         exact = HalfState(*(to_float(v, self.dtype) for v in new.present()))
         link = cell.surrogate(G, self.gstate[half], exact, fg)
-        if valid is not None:
-            link = HalfState(*(torch.where(valid, n, o) for n, o in zip(link.present(), self.gstate[half].present())))
+        link = HalfState(*(where_valid(valid, n, o) for n, o in zip(link.present(), self.gstate[half].present())))
         self.gstate[half] = link
         self.hf[half] = link.h
         return new, entries
