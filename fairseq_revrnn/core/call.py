@@ -11,7 +11,7 @@ largest tensors.
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from typing import Optional
+from typing import NamedTuple, Optional, Sequence
 
 import torch
 
@@ -23,6 +23,60 @@ from .memory import MemoryStats
 Tensor = torch.Tensor
 
 CHUNK_ELEMENTS = 2**21  # projected inputs per chunk: 8 MB in float32
+
+
+class LayerParams(NamedTuple):
+    """One layer's parameters (or their gradients), named as ``ReversibleRNN``
+    registers them: ``weight_ih_l{i}``, ``bias_l{i}``, ``weight_hh1_l{i}``, ``weight_hh2_l{i}``."""
+
+    weight_ih: Tensor
+    bias: Tensor
+    weight_hh1: Optional[Tensor]
+    weight_hh2: Optional[Tensor]
+
+
+class Step(NamedTuple):
+    """A time step as its kernels see it: the index and, with padding, which
+    rows are real (``valid``, bool, (B, 1)) and the same as floats (``weight``)."""
+
+    t: int
+    valid: Optional[Tensor] = None
+    weight: Optional[Tensor] = None
+
+
+class FlatLayout:
+    """Named groups of tensors at fixed places in one flat list: an autograd
+    Function's inputs (and so its input gradients and ``needs_input_grad``),
+    or what it saves for backward."""
+
+    def __init__(self, **sizes: int) -> None:
+        self.sizes = sizes
+
+    def pack(self, **groups: Sequence) -> list:
+        """The flat list; groups left out are filled with None."""
+        flat: list = []
+        for name, size in self.sizes.items():
+            group = list(groups.get(name, [None] * size))
+            if len(group) != size:
+                raise ValueError(f"layout group {name!r} holds {size} entries; got {len(group)}")
+            flat += group
+        return flat
+
+    def unpack(self, flat: Sequence) -> dict[str, list]:
+        """Inverse of :meth:`pack`: each group's entries by name."""
+        if len(flat) != sum(self.sizes.values()):
+            raise ValueError(f"layout holds {sum(self.sizes.values())} entries; got {len(flat)}")
+        groups, start = {}, 0
+        for name, size in self.sizes.items():
+            groups[name] = list(flat[start : start + size])
+            start += size
+        return groups
+
+
+def per_layer(flat: Sequence, layers: int) -> list[list]:
+    """``flat`` cut into ``layers`` equal runs, one per layer."""
+    n = len(flat) // layers
+    return [list(flat[li * n : (li + 1) * n]) for li in range(layers)]
 
 
 @dataclass
@@ -81,11 +135,11 @@ class StackCall:
     def slice_dtype(self) -> torch.dtype:
         return self.dtype if self.dtype in (torch.float32, torch.float64) else torch.float32
 
-    def valid_at(self, t: int) -> tuple[Optional[Tensor], Optional[Tensor]]:
+    def step(self, t: int) -> Step:
         if self.valid is None:
-            return None, None
+            return Step(t)
         v = self.valid[t].unsqueeze(1)
-        return v, v.to(self.dtype)
+        return Step(t, v, v.to(self.dtype))
 
     def chunks(self) -> list[tuple[int, int]]:
         cfg = self.config
@@ -93,29 +147,49 @@ class StackCall:
         size = max(1, min(cfg.chunk_size, CHUNK_ELEMENTS // (self.batch * width)))
         return [(s, min(self.steps, s + size)) for s in range(0, self.steps, size)]
 
-    def flat_inputs(self, h0: list[list[Tensor]], params: list[Tensor]) -> list[Tensor]:
+    def layout(self) -> FlatLayout:
         """The tensor arguments of :class:`ReversibleStackFunction`, in order."""
-        valid = [self.valid] if self.padded else []
-        head = [] if self.head is None else self.head.tensors()
-        states = [v for layer in h0 for v in layer]
-        return [*self.inputs.tensors(), *valid, *states, *params, *head]
-
-    def rebind(self, tensors) -> tuple[StackCall, list[list[Tensor]], list[Tensor]]:
-        """Inverse of :meth:`flat_inputs`: a call over ``tensors``, and h0, params."""
-        it = iter(tensors)
-        take = lambda n: [next(it) for _ in range(n)]  # noqa: E731
-        inputs = self.inputs.bind(take(len(self.inputs.tensors())))
-        valid = next(it) if self.padded else None
         cfg = self.config
-        h0 = [take(cfg.nvars) for _ in range(cfg.num_layers)]
-        params = take(4 * cfg.num_layers)
-        head = None if self.head is None else self.head.bind(take(len(self.head.tensors())))
-        dtype = params[0].dtype
-        call = replace(self, inputs=inputs, valid=valid, dtype=dtype, head=head)
-        return call, h0, params
+        return FlatLayout(
+            inputs=len(self.inputs.tensors()),
+            valid=int(self.padded),
+            states=cfg.num_layers * cfg.nvars,
+            params=cfg.num_layers * len(LayerParams._fields),
+            head=0 if self.head is None else len(self.head.tensors()),
+        )
 
-    def input_grads(self, dinputs, dh0, dparams, dhead) -> list[Optional[Tensor]]:
+    def flat_inputs(self, h0: list[list[Tensor]], params: list[LayerParams]) -> list[Tensor]:
+        """The Function's tensor arguments: see :meth:`layout`."""
+        return self.layout().pack(
+            inputs=self.inputs.tensors(),
+            valid=[self.valid] if self.padded else [],
+            states=[v for layer in h0 for v in layer],
+            params=[p for layer in params for p in layer],
+            head=[] if self.head is None else self.head.tensors(),
+        )
+
+    def rebind(self, tensors: Sequence[Tensor]) -> tuple[StackCall, list[list[Tensor]], list[LayerParams]]:
+        """Inverse of :meth:`flat_inputs`: a call over ``tensors``, and h0, params."""
+        parts = self.layout().unpack(tensors)
+        layers = self.config.num_layers
+        params = [LayerParams(*p) for p in per_layer(parts["params"], layers)]
+        call = replace(
+            self,
+            inputs=self.inputs.bind(parts["inputs"]),
+            valid=parts["valid"][0] if self.padded else None,
+            dtype=params[0].weight_ih.dtype,
+            head=None if self.head is None else self.head.bind(parts["head"]),
+        )
+        return call, per_layer(parts["states"], layers), params
+
+    def input_grads(
+        self, dinputs: list[Tensor], dh0: list[Tensor], dparams: list[LayerParams], dhead: list[Optional[Tensor]]
+    ) -> list[Optional[Tensor]]:
+        """The Function's input gradients, in :meth:`layout` order (None for the padding mask)."""
         n_in = len(self.inputs.tensors())
-        grads = list(dinputs) + [None] * (n_in - len(dinputs))
-        grads += [None] if self.padded else []
-        return grads + list(dh0) + list(dparams) + list(dhead)
+        return self.layout().pack(
+            inputs=list(dinputs) + [None] * (n_in - len(dinputs)),
+            states=dh0,
+            params=[p for layer in dparams for p in layer],
+            head=dhead,
+        )

@@ -9,7 +9,7 @@ from typing import Optional
 
 import torch
 
-from .call import StackCall
+from .call import LayerParams, StackCall
 from .cells import HalfState
 from .layer import Layer, fresh_layers
 from .walks import run_and_record, walk_backward, walk_forward
@@ -35,14 +35,14 @@ class ExactState:
         return ExactState(ints, buffers)
 
 
-def advance(call: StackCall, params: list[Tensor], h0=None, state: Optional[ExactState] = None):
+def advance(call: StackCall, params: list[LayerParams], h0=None, state: Optional[ExactState] = None):
     """Run forward without autograd from float ``h0`` or an :class:`ExactState`;
     return the top layer's outputs (T, B, H) and the new exact state."""
     with torch.no_grad():
         if state is None:
             layers = fresh_layers(call, params, h0)
         else:
-            layers = [Layer(call, li, params[4 * li : 4 * li + 4]) for li in range(call.config.num_layers)]
+            layers = [Layer(call, li, p) for li, p in enumerate(params)]
             for layer, ints, bufs in zip(layers, state.ints, state.buffers):
                 layer.start(
                     list(ints),
@@ -54,7 +54,7 @@ def advance(call: StackCall, params: list[Tensor], h0=None, state: Optional[Exac
     return torch.stack(outputs), new_state
 
 
-def run_ordinary(call: StackCall, h0: list[list[Tensor]], params: list[Tensor]):
+def run_ordinary(call: StackCall, h0: list[list[Tensor]], params: list[LayerParams]):
     """The same cells and the same exact values, with every step kept by autograd.
 
     Each state is the exact fixed-point value with the float update's gradient
@@ -68,7 +68,7 @@ def run_ordinary(call: StackCall, h0: list[list[Tensor]], params: list[Tensor]):
     return (out, slices, *(v for layer in layers for v in layer.final_graph()))
 
 
-def trace_exact(call: StackCall, h0: list[list[Tensor]], params: list[Tensor]):
+def trace_exact(call: StackCall, h0: list[list[Tensor]], params: list[LayerParams]):
     """Exact states before every step, forward and as recovered by reversal.
 
     Returns ``(forward, recovered, pushes)``: ``forward[t]`` and

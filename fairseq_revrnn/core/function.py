@@ -7,7 +7,7 @@ from typing import Optional
 import torch
 
 from .buffer import InfoBuffer
-from .call import StackCall
+from .call import FlatLayout, StackCall, per_layer
 from .cells import HalfState
 from .fixed_point import to_fixed, to_float
 from .layer import Layer, fresh_layers
@@ -30,7 +30,8 @@ class ReversibleStackFunction(torch.autograd.Function):
     input tensor, padding mask, initial states, parameters, head tensors), the
     final integer states, the top layer's first kept slice and its slices,
     and the buffers. Besides, the context holds only ``call.skeleton()`` (no
-    tensors) and the layout of the saved list.
+    tensors), the :class:`FlatLayout` of the saved list and each buffer's
+    push steps.
     """
 
     @staticmethod
@@ -44,31 +45,32 @@ class ReversibleStackFunction(torch.autograd.Function):
         final_ints = [v for layer in layers for v in layer.final_ints()]
         buffers = [b for layer in layers for b in layer.all_buffers()]
         ctx.call = call.skeleton()
-        ctx.layout = (len(tensors), len(final_ints), [(1 + len(b.stack), list(b.push_steps)) for b in buffers])
+        ctx.buffers = [(1 + len(b.stack), list(b.push_steps)) for b in buffers]
         buf_tensors = [t for b in buffers for t in b.tensors()]
-        ctx.save_for_backward(*tensors, *final_ints, kept0, slices, *buf_tensors)
+        ctx.saved = FlatLayout(inputs=len(tensors), finals=len(final_ints), kept0=1, slices=1, buffers=len(buf_tensors))
+        ctx.save_for_backward(
+            *ctx.saved.pack(inputs=tensors, finals=final_ints, kept0=[kept0], slices=[slices], buffers=buf_tensors)
+        )
         finals = [to_float(v, call.dtype) for v in final_ints]
         return (out, slices, *finals)
 
     @staticmethod
     def backward(ctx, grad_out: Optional[Tensor], grad_slices: Optional[Tensor], *grad_finals: Optional[Tensor]):
-        n_in, n_final, buf_layout = ctx.layout
-        saved = ctx.saved_tensors
-        call, _, params = ctx.call.rebind(saved[:n_in])
-        final_ints = saved[n_in : n_in + n_final]
-        kept0, slices = saved[n_in + n_final : n_in + n_final + 2]
-        buf_iter = iter(saved[n_in + n_final + 2 :])
-        buffers = iter(InfoBuffer.restore([next(buf_iter) for _ in range(n)], steps) for n, steps in buf_layout)
+        saved = ctx.saved.unpack(ctx.saved_tensors)
+        call, _, params = ctx.call.rebind(saved["inputs"])
+        (kept0,), (slices,) = saved["kept0"], saved["slices"]
+        buf_iter = iter(saved["buffers"])
+        buffers = iter(InfoBuffer.restore([next(buf_iter) for _ in range(n)], steps) for n, steps in ctx.buffers)
         cfg = call.config
         nv = cfg.nvars
         layers = []
-        for li in range(cfg.num_layers):
-            layer = Layer(call, li, params[4 * li : 4 * li + 4])
+        for li, ints in enumerate(per_layer(saved["finals"], cfg.num_layers)):
+            layer = Layer(call, li, params[li])
             bufs = None if cfg.forgetting.disabled else [HalfState(*(next(buffers) for _ in range(nv))) for _ in (0, 1)]
-            layer.start(list(final_ints[li * nv : (li + 1) * nv]), bufs)
+            layer.start(ints, bufs)
             layers.append(layer)
-        n_head = 0 if call.head is None else len(call.head.tensors())
-        grads = Grads(call, layers, params, grad_finals, ctx.needs_input_grad[1 + n_in - n_head :])
+        needs_head = call.layout().unpack(ctx.needs_input_grad[1:])["head"]
+        grads = Grads(call, layers, params, grad_finals, needs_head)
         if call.head is not None:
             grads.start_head(call, grad_out)
 
@@ -76,11 +78,10 @@ class ReversibleStackFunction(torch.autograd.Function):
             return kept0 if t == 0 else to_fixed(slices[t - 1])
 
         walk_backward(call, layers, kept_at, grads, grad_out, grad_slices)
-        for li in range(len(layers)):
-            pair = layers[li].hh_masks
-            for half in (0, 1):
-                g = grads.w_eff[li][half]
-                grads.params[4 * li + 2 + half] = g if pair is None else g.mul_(pair[half])
+        for li, layer in enumerate(layers):
+            pair = layer.hh_masks
+            w1, w2 = (g if pair is None else g.mul_(m) for g, m in zip(grads.w_eff[li], pair or (None, None)))
+            grads.params[li] = grads.params[li]._replace(weight_hh1=w1, weight_hh2=w2)
         dh0 = [torch.cat([a, b], dim=1) for halves in grads.state for a, b in zip(*(half.present() for half in halves))]
         dhead = [] if call.head is None else grads.finish_head(call)
         return (None, *call.input_grads(grads.inputs, dh0, grads.params, dhead))

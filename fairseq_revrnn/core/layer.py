@@ -10,7 +10,7 @@ from typing import Optional
 import torch
 
 from .buffer import InfoBuffer, where_valid
-from .call import StackCall
+from .call import LayerParams, StackCall, Step
 from .cells import HalfSpec, HalfState
 from .fixed_point import on_grid, to_fixed, to_float
 from .halfstep import half_step
@@ -24,14 +24,32 @@ def split_halves(full: Tensor) -> tuple[Tensor, Tensor]:
     return full[:, :n], full[:, n:]
 
 
+class Rows:
+    """The operands of a weight gradient ``dW += dout^T x``, collected step by
+    step over a chunk and multiplied once: one larger matrix product instead
+    of a small one per step (fewer dispatches, better use of the cores)."""
+
+    def __init__(self) -> None:
+        self.steps: list[tuple[Tensor, ...]] = []
+
+    def add(self, *rows: Tensor) -> None:
+        self.steps.append(rows)
+
+    def take(self) -> list[Tensor]:
+        """Each operand's rows of all steps so far, concatenated; then empty."""
+        columns = [torch.cat(column) if len(column) > 1 else column[0] for column in zip(*self.steps)]
+        self.steps = []
+        return columns
+
+
 class Layer:
     """Per-layer state during a run: integer halves, their float ``h``, buffers
     and effective hidden-to-hidden weights."""
 
-    def __init__(self, call: StackCall, index: int, params: list[Tensor]):
+    def __init__(self, call: StackCall, index: int, params: LayerParams):
         cfg = call.config
         self.cfg, self.index, self.cell = cfg, index, cfg.cell
-        self.w_ih, self.bias, w1, w2 = params
+        self.w_ih, self.bias, w1, w2 = params.weight_ih, params.bias, params.weight_hh1, params.weight_hh2
         self.in_mask, self.out_mask, self.hh_masks = call.masks.layer(index, w1.device, w1.dtype)
         pair = self.hh_masks
         self.w_hh = (w1, w2) if pair is None else (w1 * pair[0], w2 * pair[1])
@@ -47,6 +65,7 @@ class Layer:
             )
             for half in (0, 1)
         ]
+        self.in_rows, self.hh_rows = Rows(), (Rows(), Rows())
         # shape (1,), not (): compiled code reads 0-d CPU tensors as Python numbers, a host sync per call
         self.ideal = torch.zeros(1, dtype=torch.float64, device=w1.device)
 
@@ -109,14 +128,26 @@ class Layer:
         out = torch.addmm(self.bias, x.reshape(-1, x.shape[-1]), self.w_ih.t())
         return out.view(*x.shape[:-1], -1)
 
-    def backprop_input(self, dpx: Tensor, x: Tensor, dparams: list[Tensor]) -> Tensor:
-        """Accumulate ``W_x``, ``b`` gradients for ``px = W_x x + b``; return dx."""
+    def backprop_input(self, dpx: Tensor, x: Tensor) -> Tensor:
+        """dx for ``px = W_x x + b``; the ``W_x``, ``b`` gradients wait in rows
+        for :meth:`add_weight_grads`."""
         xin = self.masked_input(x)
         d2 = dpx.reshape(-1, dpx.shape[-1])
-        dparams[0].addmm_(d2.t(), xin.reshape(-1, xin.shape[-1]))
-        dparams[1].add_(d2.sum(0))
+        self.in_rows.add(d2, xin.reshape(-1, xin.shape[-1]))
         dx = (d2 @ self.w_ih).view(*dpx.shape[:-1], -1)
         return self.masked_input(dx)
+
+    def add_weight_grads(self, dw_hh: list[Tensor], dparams: LayerParams) -> None:
+        """Add the weight gradients of the steps collected so far: ``W_x`` and
+        ``b`` to ``dparams``, the effective hidden-to-hidden ones to ``dw_hh``."""
+        if self.in_rows.steps:
+            d, x = self.in_rows.take()
+            dparams.weight_ih.addmm_(d.t(), x)
+            dparams.bias.add_(d.sum(0))
+        for half, rows in enumerate(self.hh_rows):
+            if rows.steps:
+                dpre, *hh_inputs = rows.take()
+                self.cell.add_weight_grad(dw_hh[half], dpre, tuple(hh_inputs))
 
     def output(self) -> Tensor:
         y = torch.cat(self.hf, dim=1)
@@ -129,12 +160,12 @@ class Layer:
         """The kept units as stored for attention."""
         return to_float(self.kept_slice(), self.kernels[0].spec.keep_dtype)
 
-    def step(self, px: Tensor, t: int, valid: Optional[Tensor]) -> None:
+    def step(self, px: Tensor, step: Step) -> None:
         """Advance one time step exactly."""
         for half in (0, 1):
             pxh, w = px[:, half * self.G : (half + 1) * self.G], self.w_hh[half]
-            entries = self._buffer_entries(half, before_step=t)
-            new, entries = self._step_half(half, pxh, w, entries, valid)
+            entries = self._buffer_entries(half, before_step=step.t)
+            new, entries = self._step_half(half, pxh, w, entries, step.valid)
             self._keep_entries(half, entries)
             self.ints[half] = new
 
@@ -144,13 +175,16 @@ class Layer:
         )
         return new, entries
 
-    def unstep(self, px: Tensor, t: int, vb, vf, dst, dw, kept_old) -> Optional[Tensor]:
-        """Undo step t exactly and, given ``dst``, backpropagate through it.
+    def unstep(
+        self, px: Tensor, step: Step, dst: Optional[list[HalfState]], kept_old: Optional[Tensor]
+    ) -> Optional[Tensor]:
+        """Undo a step exactly and, given ``dst``, backpropagate through it.
 
         ``dst`` holds per half a :class:`HalfState` of gradients w.r.t. the state
-        after step t; on return it holds gradients w.r.t. the state before it.
+        after the step; on return it holds gradients w.r.t. the state before it.
         ``kept_old`` is the top layer's kept slice before the step. Returns the
-        gradient w.r.t. ``px`` (None when only reversing).
+        gradient w.r.t. ``px`` (None when only reversing); the weight
+        gradients wait in rows for :meth:`add_weight_grads`.
         """
         dpx = [None, None]
         for half in (1, 0):
@@ -159,7 +193,9 @@ class Layer:
             entries = self._buffer_entries(half)
             kept = kept_old if half == 0 else None
             if dst is None:
-                old, entries, self.hf[half] = kernel.reverse(pxh, self.hf[other], w, self.ints[half], entries, vb, kept)
+                old, entries, self.hf[half] = kernel.reverse(
+                    pxh, self.hf[other], w, self.ints[half], entries, step.valid, kept
+                )
             else:
                 old, entries, self.hf[half], dst[half], dh_other, dpx[half], hh_inputs = kernel.reverse_grad(
                     pxh,
@@ -168,17 +204,17 @@ class Layer:
                     self.ints[half],
                     self.hf[half],
                     entries,
-                    vb,
-                    vf,
+                    step.valid,
+                    step.weight,
                     kept,
                     dst[half],
                     dst[other].h,
                 )
                 dst[other] = dst[other]._replace(h=dh_other)
-                self.cell.add_weight_grad(dw[half], dpx[half], hh_inputs)
+                self.hh_rows[half].add(dpx[half], *hh_inputs)
             if entries is not None:
                 for b, e in zip(self.buffers[half].present(), entries.present()):
-                    b.after_divide(t, e)
+                    b.after_divide(step.t, e)
             self.ints[half] = old
         return None if dst is None else torch.cat(dpx, dim=1)
 
@@ -239,10 +275,10 @@ class GraphLayer(Layer):
         return layer_memory(call, self.index, float(self.ideal), slice_bits, None)
 
 
-def fresh_layers(call: StackCall, params: list[Tensor], h0, graph: bool = False) -> list[Layer]:
+def fresh_layers(call: StackCall, params: list[LayerParams], h0, graph: bool = False) -> list[Layer]:
     """Layers (:class:`GraphLayer` with ``graph``) started from float initial states with empty buffers."""
     kind = GraphLayer if graph else Layer
-    layers = [kind(call, li, params[4 * li : 4 * li + 4]) for li in range(call.config.num_layers)]
+    layers = [kind(call, li, p) for li, p in enumerate(params)]
     for layer, state in zip(layers, h0):
         layer.start_fresh(state, call.batch)
     return layers

@@ -9,7 +9,7 @@ from typing import Optional, Sequence, Union
 import torch
 from torch import nn
 
-from .call import StackCall, StackConfig
+from .call import LayerParams, StackCall, StackConfig
 from .cells import get_cell
 from .dropout import SeededMask, StackMasks
 from .engine import ExactState, advance, run_ordinary, trace_exact
@@ -137,10 +137,9 @@ class ReversibleRNN(nn.Module):
         sizes_in = [input_size] + hidden_sizes[:-1]
         for li, (d, h) in enumerate(zip(sizes_in, hidden_sizes)):
             g = cell.gates_per_unit * (h // 2)
-            self.register_parameter(f"weight_ih_l{li}", nn.Parameter(torch.empty(2 * g, d)))
-            self.register_parameter(f"bias_l{li}", nn.Parameter(torch.empty(2 * g)))
-            self.register_parameter(f"weight_hh1_l{li}", nn.Parameter(torch.empty(g, h // 2)))
-            self.register_parameter(f"weight_hh2_l{li}", nn.Parameter(torch.empty(g, h // 2)))
+            shapes = LayerParams(weight_ih=(2 * g, d), bias=(2 * g,), weight_hh1=(g, h // 2), weight_hh2=(g, h // 2))
+            for name, shape in zip(LayerParams._fields, shapes):
+                self.register_parameter(f"{name}_l{li}", nn.Parameter(torch.empty(shape)))
         self.reset_parameters()
 
     def extra_repr(self) -> str:
@@ -167,8 +166,8 @@ class ReversibleRNN(nn.Module):
             for p in self.layer_parameters(li):
                 nn.init.uniform_(p, -bound, bound)
 
-    def layer_parameters(self, layer: int) -> list[Tensor]:
-        return [getattr(self, f"{name}_l{layer}") for name in ("weight_ih", "bias", "weight_hh1", "weight_hh2")]
+    def layer_parameters(self, layer: int) -> LayerParams:
+        return LayerParams(*(getattr(self, f"{name}_l{layer}") for name in LayerParams._fields))
 
     @property
     def hidden_size(self) -> int:
@@ -184,7 +183,7 @@ class ReversibleRNN(nn.Module):
             masks.inputs.append(SeededMask.draw((batch, d), self.dropout_in) if train and li == 0 else None)
             masks.outputs.append(SeededMask.draw((batch, h), self.dropout_out) if train else None)
             if train and self.dropout_hidden > 0:
-                w1 = getattr(self, f"weight_hh1_l{li}")
+                w1 = self.layer_parameters(li).weight_hh1
                 masks.hidden.append(
                     (
                         SeededMask.draw(tuple(w1.shape), self.dropout_hidden),
@@ -267,7 +266,7 @@ class ReversibleRNN(nn.Module):
                 raise ValueError(f"valid must have shape {(T, B)}; got {tuple(valid.shape)}")
             valid = valid.to(torch.bool)
         h0 = self._initial_state(state, B, p0)
-        params = [p for li in range(cfg.num_layers) for p in self.layer_parameters(li)]
+        params = [self.layer_parameters(li) for li in range(cfg.num_layers)]
         compiled = resolve_compile(self.compile, p0.device, p0.dtype)
         self._report(p0.device, compiled)
         call = StackCall(cfg, src, self.sample_masks(B), valid, return_outputs, p0.dtype, compiled=compiled)

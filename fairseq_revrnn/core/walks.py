@@ -15,7 +15,7 @@ from typing import Callable, Optional
 import torch
 
 from .buffer import make_room, read_interval
-from .call import StackCall
+from .call import LayerParams, StackCall
 from .cells import HalfState
 from .layer import Layer, split_halves
 from .loss import LinearGrads, LossBlocks
@@ -31,10 +31,10 @@ def walk_forward(call: StackCall, layers: list[Layer], on_step: Callable[[int], 
         for t in range(cs, ce):
             if buffers and t % interval == 0:
                 make_room(buffers, t, interval)
-            vb, _ = call.valid_at(t)
+            step = call.step(t)
             below = None
             for layer in layers:
-                layer.step(px0[t - cs] if below is None else layer.input_projection(below), t, vb)
+                layer.step(px0[t - cs] if below is None else layer.input_projection(below), step)
                 below = None if layer.top else layer.output()
             on_step(t)
 
@@ -71,19 +71,20 @@ def run_and_record(call: StackCall, layers: list[Layer]) -> tuple[Tensor, Tensor
 class Grads:
     """Running gradients of a reverse walk."""
 
-    def __init__(self, call: StackCall, layers: list[Layer], params: list[Tensor], grad_finals, needs_head):
+    def __init__(self, call: StackCall, layers: list[Layer], params: list[LayerParams], grad_finals, needs_head):
         cfg = call.config
+        self.device = layers[0].w_ih.device
         self.state: list[list[HalfState]] = []
         for li in range(len(layers)):
             halves = []
             for v in range(cfg.nvars):
                 g = grad_finals[li * cfg.nvars + v]
                 if g is None:
-                    g = torch.zeros((call.batch, cfg.hidden_sizes[li]), dtype=call.dtype, device=params[0].device)
+                    g = torch.zeros((call.batch, cfg.hidden_sizes[li]), dtype=call.dtype, device=self.device)
                 halves.append([part.clone() for part in split_halves(g)])
             self.state.append([HalfState(*(v[half] for v in halves)) for half in (0, 1)])
-        # W_x and b accumulate here; the hidden-to-hidden slots are filled from w_eff at the end
-        self.params = [torch.zeros_like(p) if i % 4 < 2 else None for i, p in enumerate(params)]
+        # W_x and b accumulate here; the hidden-to-hidden ones in w_eff, moved here at the end
+        self.params = [LayerParams(torch.zeros_like(p.weight_ih), torch.zeros_like(p.bias), None, None) for p in params]
         self.w_eff = [[torch.zeros_like(w) for w in layer.w_hh] for layer in layers]
         self.inputs = call.inputs.grad_buffers()
         self.head_out = self.head_features = self.loss_linear = None
@@ -102,7 +103,7 @@ class Grads:
             return
         if grad_out is None:
             lin_out = lin[0].shape[0] if lin is not None else 0
-            grad_out = torch.zeros((call.steps, call.batch, lin_out), dtype=call.dtype, device=self.params[0].device)
+            grad_out = torch.zeros((call.steps, call.batch, lin_out), dtype=call.dtype, device=self.device)
         self.grad_out = grad_out
         self.head_out = grad_out if lin is None else grad_out @ lin[0]
         if lin is not None:
@@ -156,7 +157,7 @@ def walk_backward(
         px0 = layers[0].input_projection(x)
         dpx0 = None if grads is None else torch.empty_like(px0)
         for t in reversed(range(cs, ce)):
-            vb, vf = call.valid_at(t)
+            step = call.step(t)
             if grads is not None:
                 if grads.loss_linear is not None:
                     dy, _ = call.head.backward_step(top.output(), t, grads.loss_step(call, t))
@@ -177,17 +178,19 @@ def walk_backward(
                 x_below = None if below is None else below.output()
                 px = px0[t - cs] if below is None else layer.input_projection(x_below)
                 dst = None if grads is None else grads.state[li]
-                dw = None if grads is None else grads.w_eff[li]
-                dpx = layer.unstep(px, t, vb, vf, dst, dw, kept_old if layer.top else None)
+                dpx = layer.unstep(px, step, dst, kept_old if layer.top else None)
                 if grads is None:
                     continue
                 if below is None:
                     dpx0[t - cs] = dpx
                 else:
-                    dx = layer.backprop_input(dpx, x_below, grads.params[4 * li : 4 * li + 2])
+                    dx = layer.backprop_input(dpx, x_below)
                     grads.add_output(li - 1, dx, below.out_mask)
             if on_step is not None:
                 on_step(t)
         if grads is not None:
-            dx = layers[0].backprop_input(dpx0, x, grads.params[0:2])
+            dx = layers[0].backprop_input(dpx0, x)
             call.inputs.accumulate(grads.inputs, cs, ce, dx)
+            for layer in layers:
+                li = layer.index
+                layer.add_weight_grads(grads.w_eff[li], grads.params[li])
