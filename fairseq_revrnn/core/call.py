@@ -10,7 +10,7 @@ largest tensors.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import NamedTuple, Optional, Sequence
 
 import torch
@@ -18,7 +18,6 @@ import torch
 from .dropout import StackMasks
 from .fixed_point import Forgetting
 from .head import StepHead
-from .memory import MemoryStats
 
 Tensor = torch.Tensor
 
@@ -110,7 +109,6 @@ class StackCall:
     return_outputs: bool
     dtype: torch.dtype = torch.float32
     head: Optional[StepHead] = None
-    memory: list[MemoryStats] = field(default_factory=list)
     padded: bool = False
     compiled: bool = False
 

@@ -64,8 +64,8 @@ def run_ordinary(call: StackCall, h0: list[list[Tensor]], params: list[LayerPara
     layers = fresh_layers(call, params, h0, graph=True)
     out, slices = run_and_record(call, layers)
     slice_bits = slices.numel() * torch.finfo(slices.dtype).bits
-    call.memory[:] = [layer.memory(call, slice_bits if layer.top else 0) for layer in layers]
-    return (out, slices, *(v for layer in layers for v in layer.final_graph()))
+    memory = [layer.memory(call, slice_bits if layer.top else 0) for layer in layers]
+    return (out, slices, memory, *(v for layer in layers for v in layer.final_graph()))
 
 
 def trace_exact(call: StackCall, h0: list[list[Tensor]], params: list[LayerParams]):

@@ -20,7 +20,8 @@ class ReversibleStackFunction(torch.autograd.Function):
     """Sequence-level Function that keeps final states, buffers, slices, masks.
 
     Inputs: ``(call, *call.flat_inputs(h0, params))``. Outputs: ``(outputs,
-    slices, *final_states)`` where ``outputs`` is the head's per-step output,
+    slices, memory, *final_states)`` where ``memory`` lists each layer's
+    :class:`MemoryStats` (not a tensor: no gradient) and ``outputs`` is the head's per-step output,
     or the top layer's output if requested, or a fused head's summed loss,
     else empty. Parameter gradients are returned as the Function's input
     gradients, never accumulated aside.
@@ -41,7 +42,7 @@ class ReversibleStackFunction(torch.autograd.Function):
         kept0 = layers[-1].kept_slice().clone()
         out, slices = run_and_record(call, layers)
         slice_bits = (slices.numel() + kept0.numel()) * slices.element_size() * 8
-        call.memory[:] = [layer.memory(call, slice_bits if layer.top else 0) for layer in layers]
+        memory = [layer.memory(call, slice_bits if layer.top else 0) for layer in layers]
         final_ints = [v for layer in layers for v in layer.final_ints()]
         buffers = [b for layer in layers for b in layer.all_buffers()]
         ctx.call = call.skeleton()
@@ -52,10 +53,10 @@ class ReversibleStackFunction(torch.autograd.Function):
             *ctx.saved.pack(inputs=tensors, finals=final_ints, kept0=[kept0], slices=[slices], buffers=buf_tensors)
         )
         finals = [to_float(v, call.dtype) for v in final_ints]
-        return (out, slices, *finals)
+        return (out, slices, memory, *finals)
 
     @staticmethod
-    def backward(ctx, grad_out: Optional[Tensor], grad_slices: Optional[Tensor], *grad_finals: Optional[Tensor]):
+    def backward(ctx, grad_out: Optional[Tensor], grad_slices: Optional[Tensor], _memory: None, *grad_finals):
         saved = ctx.saved.unpack(ctx.saved_tensors)
         call, _, params = ctx.call.rebind(saved["inputs"])
         (kept0,), (slices,) = saved["kept0"], saved["slices"]

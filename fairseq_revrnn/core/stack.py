@@ -9,7 +9,7 @@ from typing import Optional, Sequence, Union
 import torch
 from torch import nn
 
-from .call import LayerParams, StackCall, StackConfig
+from .call import LayerParams, StackCall, StackConfig, per_layer
 from .cells import get_cell
 from .dropout import SeededMask, StackMasks
 from .engine import ExactState, advance, run_ordinary, trace_exact
@@ -217,10 +217,8 @@ class ReversibleRNN(nn.Module):
             outs = ReversibleStackFunction.apply(call, *call.flat_inputs(h0, params))
         else:
             outs = run_ordinary(call, h0, params)
-        nv, L = self.config.nvars, self.config.num_layers
-        finals = outs[2:]
-        final = [tuple(finals[li * nv : (li + 1) * nv]) for li in range(L)]
-        return RNNOutput(outs[0], outs[1], final, list(call.memory))
+        out, slices, memory, *finals = outs
+        return RNNOutput(out, slices, [tuple(v) for v in per_layer(finals, self.config.num_layers)], memory)
 
     def advance(
         self,
