@@ -10,7 +10,10 @@ about sqrt(T) steps, each under ``torch.utils.checkpoint`` (non-reentrant),
 carrying the state between chunks; bytes kept for backward; the paper's memory
 metric (actual and ideal savings); and top-level operators dispatched per time
 step and layer in a whole training step (``core.meter.ops_per_step``: on a GPU
-each is a host-side dispatch and most a kernel launch).
+each is a host-side dispatch and most a kernel launch); and the floating-point
+operations of the matrix products (``core.meter.count_flops``, counted on eager
+code) with the rate they ran at, which tells whether a model is slower because
+it computes more or because its products are smaller.
 
 Kept bytes: for the two modes, what ``SavedTensorMeter`` sees saved
 (parameters excluded, unique storages, the input ``x`` included). A checkpoint
@@ -38,7 +41,7 @@ from torch.utils.checkpoint import checkpoint
 from tqdm import tqdm
 
 from fairseq_revrnn.core import ReversibleRNN, SavedTensorMeter, total
-from fairseq_revrnn.core.meter import StepMemory, ops_per_step
+from fairseq_revrnn.core.meter import StepMemory, count_flops, ops_per_step
 
 
 @dataclass
@@ -56,6 +59,7 @@ class Row:
     ckpt_ms: float
     ckpt_bytes: int
     ops: tuple[float, float, float, float]  # per step and layer: rev, ord, torch, checkpoint
+    flops: tuple[float, float]  # matrix-product GFLOP of a training step: rev, torch
     rev_peak: float = float("nan")
     ord_peak: float = float("nan")
     torch_peak: float = float("nan")
@@ -156,6 +160,9 @@ def measure(
 
     fns = [step(True), step(False), step_torch, step_checkpointed]
     ops = tuple(ops_per_step(fn, steps, layers) for fn in fns)
+    mode, model.compile = model.compile, "off"  # the counter sees eager ops; the products are the same
+    flops = (count_flops(fns[0]) / 1e9, count_flops(step_torch) / 1e9)
+    model.compile = mode
     rev_s, ord_s, torch_s, ckpt_s = _time(fns, device, repeats)
     rev_peak, ord_peak, torch_peak, ckpt_peak = (_peak(fn, device) for fn in fns)
     saved = {}
@@ -182,6 +189,7 @@ def measure(
         1000 * ckpt_s,
         ckpt_bytes,
         ops,
+        flops,
         rev_peak,
         ord_peak,
         torch_peak,
@@ -193,7 +201,8 @@ def table(rows: list[Row], device: torch.device) -> str:
     head = (
         "| cell | H | T | reversible ms | ordinary ms | rev/ord | torch ms | rev/torch "
         "| saved MB rev | saved MB ord | saved-bytes reduction | savings actual | savings ideal "
-        "| ckpt ms | rev/ckpt | saved MB ckpt | ops/step rev | ops/step ord | ops/step torch | ops/step ckpt |"
+        "| ckpt ms | rev/ckpt | saved MB ckpt | ops/step rev | ops/step ord | ops/step torch | ops/step ckpt "
+        "| GFLOP rev | GFLOP torch | rev/torch GFLOP | GFLOP/s rev | GFLOP/s torch |"
     )
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     if device.type == "cuda":
@@ -206,7 +215,9 @@ def table(rows: list[Row], device: torch.device) -> str:
             f"| {r.rev_bytes / 2**20:.2f} | {r.ord_bytes / 2**20:.2f} "
             f"| {r.ord_bytes / r.rev_bytes:.1f}x | {r.savings:.1f}x | {r.ideal_savings:.1f}x "
             f"| {r.ckpt_ms:.1f} | {r.rev_ms / r.ckpt_ms:.2f}x | {r.ckpt_bytes / 2**20:.2f} "
-            f"| {' | '.join(f'{n:.1f}' for n in r.ops)} |"
+            f"| {' | '.join(f'{n:.1f}' for n in r.ops)} "
+            f"| {r.flops[0]:.2f} | {r.flops[1]:.2f} | {r.flops[0] / r.flops[1]:.2f}x "
+            f"| {1000 * r.flops[0] / r.rev_ms:.0f} | {1000 * r.flops[1] / r.torch_ms:.0f} |"
         )
         if device.type == "cuda":
             peaks = (r.rev_peak, r.ord_peak, r.torch_peak, r.ckpt_peak)

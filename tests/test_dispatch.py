@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from fairseq_revrnn.core import ReversibleRNN
-from fairseq_revrnn.core.meter import count_ops, count_syncs, ops_per_step
+from fairseq_revrnn.core.meter import count_flops, count_ops, count_syncs, ops_per_step
 
 LAYERS = 2
 
@@ -114,3 +114,21 @@ def test_op_counter_counts_triton_kernels_in_a_graph_call():
     counted = count_ops(graph_call)
     assert counted.compiled_calls == 1
     assert dict(counted.names) == {"aten::mm": 1, "triton_poi_fused_add_tanh_0": 1}
+
+
+def test_flop_counter_sees_in_place_products_and_torch_rnns():
+    a, b, acc = torch.randn(4, 5), torch.randn(5, 6), torch.zeros(4, 6)
+    assert count_flops(lambda: acc.addmm_(a, b)) == 2 * 4 * 5 * 6 == count_flops(lambda: torch.addmm(acc, a, b))
+
+    steps, batch, inputs, hidden = 3, 2, 4, 5
+    x = torch.randn(steps, batch, inputs, requires_grad=True)
+    lstm = torch.nn.LSTM(inputs, hidden)
+
+    def step():
+        out, _ = lstm(x)
+        out.sum().backward()
+
+    # forward W [x; h] per step, backward its two products; no gradient for the zero initial h
+    gates = 4 * hidden
+    expected = 3 * 2 * steps * batch * gates * (inputs + hidden) - 2 * batch * hidden * gates
+    assert count_flops(step) == expected

@@ -371,3 +371,27 @@ def ops_per_step(fn: Callable[[], object], steps: int, layers: int = 1) -> float
     """Top-level ops of ``fn()`` (:func:`count_ops`) per time step and layer,
     fixed costs included: the figure ``scripts/bench_core.py`` reports."""
     return count_ops(fn).total / (steps * layers)
+
+
+def count_flops(fn: Callable[[], object]) -> int:
+    """Floating-point operations of the matrix products ``fn()`` runs, forward
+    and backward (``torch.utils.flop_counter``), the in-place ``addmm_`` of
+    gradient accumulation included.
+
+    Run it on eager code: torch's fused RNN kernels (oneDNN, cuDNN) are
+    switched off meanwhile, so ``torch.nn.LSTM`` / ``GRU`` run their per-step
+    products where the counter sees them. Comparing this count with a time tells
+    whether a model is slower because it computes more or because its
+    products are smaller and less efficient.
+    """
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with torch.backends.mkldnn.flags(enabled=False), torch.backends.cudnn.flags(enabled=False):
+        with FlopCounterMode(display=False, custom_mapping={torch.ops.aten.addmm_: _addmm_flops}) as counter:
+            fn()
+    return counter.get_total_flops()
+
+
+def _addmm_flops(self_shape, a_shape, b_shape, *args, out_shape=None, **kwargs) -> int:
+    """``self += a @ b``: a multiply and an add per term of the product."""
+    return 2 * a_shape[0] * a_shape[1] * b_shape[1]
