@@ -7,6 +7,7 @@ import sys
 
 import pytest
 import sacrebleu
+import torch
 
 from fairseq_revrnn.core.attention import ATTENTION_TYPES
 
@@ -119,8 +120,9 @@ def lm_args(data, save, tokens_per_sample: int = 35, break_mode: str = "none") -
 
 
 def test_language_model_train_eval_resume(ptb_bin, tmp_path):
+    """Trains with --rev-overflow bound (no host syncs for the buffers), which the checkpoint keeps."""
     save = tmp_path / "checkpoints"
-    args = lm_args(ptb_bin, save)
+    args = [*lm_args(ptb_bin, save), "--rev-overflow", "bound"]
     train = cli("fairseq-train", *args, "--max-update", "3", cwd=tmp_path)
     steps = json_logs(train.stderr + train.stdout, "train_inner")
     assert {"mem_savings", "mem_savings_ideal"} <= set(steps[-1])
@@ -134,6 +136,8 @@ def test_language_model_train_eval_resume(ptb_bin, tmp_path):
     assert 1.0 < perplexity < 2 * 10000
     resume = cli("fairseq-train", *args, "--max-update", "4", cwd=tmp_path)
     assert json_logs(resume.stderr + resume.stdout, "train_inner")[-1]["num_updates"] == "4"
+    saved = torch.load(save / "checkpoint_last.pt", weights_only=False)["cfg"]["model"]
+    assert saved["rev_overflow"] == "bound"
 
 
 def test_checkpoints_of_argparse_models_load_with_the_plugin(multi30k_bin, tmp_path):
@@ -174,6 +178,10 @@ def test_safe_loading_still_refuses_other_objects(tmp_path):
         (["--dropout-embed", "1.0"], "--dropout-embed must be a probability in [0, 1); got 1.0"),
         (["--max-hidden-forget", "1"], "--max-hidden-forget must be a number in (0.125, 1)"),
         (["--rev-compile", "yes"], "--rev-compile: invalid choice: 'yes' (choose from 'auto', 'on', 'off')"),
+        (
+            ["--rev-overflow", "no"],
+            "--rev-overflow: invalid choice: 'no' (choose from 'auto', 'read', 'margin', 'bound')",
+        ),
     ],
 )
 def test_bad_options_exit_non_zero_naming_the_option(multi30k_bin, tmp_path, extra, message):

@@ -37,7 +37,7 @@ def test_host_syncs_do_not_grow_with_length(cell, padded):
     short, long = (count_syncs(training_step(cell, steps, padded)) for steps in (8, 32))
     assert short.total == long.total, (
         f"host syncs per training step grow with T: {short.total} at T=8, {long.total} at T=32 "
-        f"({dict(long.names)}); 3 (the finiteness check, one bit count per layer) when this test was written"
+        f"({dict(long.names)}); 2 (the finiteness check, the bit counts) when this test was written"
     )
 
 

@@ -6,7 +6,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from fairseq_revrnn.core import RH, RZ, Forgetting, InfoBuffer, to_fixed, to_float
-from fairseq_revrnn.core.buffer import OVERFLOW_AT
+from fairseq_revrnn.core.buffer import OVERFLOW_AT, OverflowPlan, overflow_plan
 
 
 def test_to_fixed_rounds_to_grid_and_back():
@@ -123,28 +123,59 @@ def test_a_stack_reads_all_its_buffers_in_one_transfer(cell):
     assert syncs.total <= 0.5 * steps
 
 
-@pytest.mark.parametrize("cell", ["gru", "lstm"])
-def test_on_an_accelerator_a_stack_reads_once_per_interval_and_stays_exact(cell, monkeypatch):
-    """The accelerator policy (read_interval for a non-CPU device), applied on the CPU: a
-    training step syncs at most once per interval plus its fixed reads, reverses exactly and
-    keeps the ordinary mode's gradients."""
-    from fairseq_revrnn.core import ReversibleRNN, walks
-    from fairseq_revrnn.core.buffer import read_interval
+def _long_exact_run(cell: str, overflow: str):
+    """A 2-layer float64 stack over 200 steps (3 bits): whether it reverses exactly, its
+    buffer pushes, the host syncs of a training step, and its gradients in both modes."""
+    from fairseq_revrnn.core import ReversibleRNN
     from fairseq_revrnn.core.meter import count_syncs
 
-    from .helpers import loss_and_grads, max_relative_error
+    from .helpers import loss_and_grads
 
-    monkeypatch.setattr(walks, "read_interval", lambda growth, device: read_interval(growth, torch.device("cuda")))
-    interval = read_interval(Forgetting(3).growth_bits, torch.device("cuda"))
-    assert interval == 5
-    module = ReversibleRNN(cell, 8, [16, 12], max_forget_bits=3, slice_dim=3).double()
-    steps = 200
-    x = (torch.randn(steps, 4, 8, dtype=torch.float64) * 3).requires_grad_()
+    module = ReversibleRNN(cell, 8, [16, 12], max_forget_bits=3, slice_dim=3, overflow=overflow).double()
+    x = (torch.randn(200, 4, 8, dtype=torch.float64) * 3).requires_grad_()
     forward, recovered, pushes = module.trace_exact(x)
-    assert pushes > 0
-    assert all(torch.equal(a, b) for f, r in zip(forward, recovered) for a, b in zip(f, r))
+    exact = all(torch.equal(a, b) for f, r in zip(forward, recovered) for a, b in zip(f, r))
     syncs = count_syncs(lambda: loss_and_grads(module, x))
-    fixed = 1 + module.config.num_layers  # the finiteness check, the bit counts
-    assert syncs.total <= steps // interval + fixed, syncs
     (_, g_rev), (_, g_ord) = loss_and_grads(module, x), loss_and_grads(module, x, reversible=False)
+    return exact, pushes, syncs, g_rev, g_ord
+
+
+FIXED_SYNCS = 2  # per training step: the finiteness check, the layers' bit counts
+
+
+@pytest.mark.parametrize("cell", ["gru", "lstm"])
+def test_the_margin_plan_reads_once_per_interval_and_stays_exact(cell):
+    """overflow='margin' (auto's choice on an accelerator), run on the CPU: a training step
+    syncs at most once per interval plus its fixed reads, reverses exactly and keeps the
+    ordinary mode's gradients."""
+    from .helpers import max_relative_error
+
+    plan = overflow_plan("margin", Forgetting(3).growth_bits, torch.device("cpu"))
+    assert plan == OverflowPlan(steps=5, read=True)
+    assert overflow_plan("auto", 3, torch.device("cuda")) == plan
+    assert overflow_plan("auto", 3, torch.device("cpu")) == OverflowPlan(steps=1, read=True)
+    exact, pushes, syncs, g_rev, g_ord = _long_exact_run(cell, "margin")
+    assert exact and pushes > 0
+    assert syncs.total <= 200 // plan.steps + FIXED_SYNCS, syncs
     assert max_relative_error(g_rev, g_ord) <= 1e-6
+
+
+@pytest.mark.parametrize("cell", ["gru", "lstm"])
+def test_the_bound_plan_never_syncs_in_the_loop_and_stays_exact(cell):
+    """overflow='bound' pushes on the host-side worst case alone: no host sync besides the
+    fixed ones, more pushes than reading, the same exact reversal and gradients."""
+    from .helpers import max_relative_error
+
+    exact, pushes, syncs, g_rev, g_ord = _long_exact_run(cell, "bound")
+    _, read_pushes, read_syncs, _, _ = _long_exact_run(cell, "read")
+    assert exact
+    assert syncs.total == FIXED_SYNCS < read_syncs.total, (syncs, read_syncs)
+    assert pushes > read_pushes > 0
+    assert max_relative_error(g_rev, g_ord) <= 1e-6
+
+
+def test_a_bad_overflow_mode_names_the_choices():
+    from fairseq_revrnn.core import ReversibleRNN
+
+    with pytest.raises(ValueError, match="overflow must be one of auto, read, margin, bound; got 'never'"):
+        ReversibleRNN("gru", 4, [4], overflow="never")

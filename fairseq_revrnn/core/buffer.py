@@ -15,12 +15,13 @@ entries' bits: a multiplication adds at most ``growth_bits`` (``-log2`` of
 the smallest forget value). :func:`make_room` reads only when a bound says an
 entry might reach the limit within the next ``steps`` multiplications, reads
 all of a stack's buffers in one transfer, and pushes those whose entries
-really might. A stack plans ``read_interval`` steps at a time, so a call reads
-the device at most once per interval (docs/design.md, section 3).
+really might; or, without reads, pushes on the bound alone. A stack follows
+an :class:`OverflowPlan` (docs/design.md, section 3).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Optional
 
 import torch
@@ -33,19 +34,51 @@ _LOW = 2**RZ - 1
 # B * 2**RZ + (2**RZ - 1) must stay below 2**63.
 OVERFLOW_BITS = 63 - RZ
 OVERFLOW_AT = 2**OVERFLOW_BITS
-# On an accelerator a stack's buffers are pushed when fewer than about this many
-# bits of room are left: the price of reading the device only once per
-# read_interval steps.
+# Under the margin plan a stack's buffers are pushed when fewer than about this
+# many bits of room are left: the price of reading the device only once per
+# interval.
 MARGIN_BITS = 16
 
 
-def read_interval(growth_bits: int, device: torch.device) -> int:
-    """Steps a stack plans at once. On a CPU a read is no sync and costs
-    nothing, so every step is planned alone and a buffer is pushed only when
-    full; elsewhere a margin of ``MARGIN_BITS`` at ``growth_bits`` per step
-    (measured on long sequences at 3 bits: about a fifth of the syncs, about
-    a fifth more buffer memory; docs/design.md, section 3)."""
-    return 1 if device.type == "cpu" else max(1, MARGIN_BITS // growth_bits)
+OVERFLOW_MODES = ("auto", "read", "margin", "bound")
+
+
+@dataclass(frozen=True)
+class OverflowPlan:
+    """How a stack keeps its buffers from overflowing: plan ``steps``
+    multiplications at a time and, when a bound leaves no room, ``read`` the
+    entries (a host sync) or push on the bound alone."""
+
+    steps: int = 1
+    read: bool = True
+
+
+def check_overflow_mode(mode: str) -> str:
+    if mode not in OVERFLOW_MODES:
+        raise ValueError(f"overflow must be one of {', '.join(OVERFLOW_MODES)}; got {mode!r}")
+    return mode
+
+
+def overflow_plan(mode: str, growth_bits: int, device: torch.device) -> OverflowPlan:
+    """The plan for ``mode``:
+
+    * ``read``: one step at a time; a buffer is pushed only when full (the
+      fewest pushes, a read whenever a bound runs out);
+    * ``margin``: ``MARGIN_BITS // growth_bits`` steps at a time, so at most
+      one read per interval, for buffers pushed with up to ``MARGIN_BITS``
+      bits of room left;
+    * ``bound``: never read; push whenever the worst case could overflow (no
+      host sync at all, more pushes);
+    * ``auto``: ``read`` on a CPU, where a read costs nothing, else ``margin``.
+
+    Measured in docs/benchmarks.md ("Host syncs for buffer overflows").
+    """
+    check_overflow_mode(mode)
+    if mode == "auto":
+        mode = "read" if device.type == "cpu" else "margin"
+    if mode == "margin":
+        return OverflowPlan(max(1, MARGIN_BITS // growth_bits))
+    return OverflowPlan(1, read=mode == "read")
 
 
 def where_valid(valid: Optional[Tensor], new: Tensor, old: Tensor) -> Tensor:
@@ -155,14 +188,20 @@ class InfoBuffer:
         return 64 * self.buf.numel() * (1 + len(self.stack)) + 64 * len(self.push_steps)
 
 
-def make_room(buffers: list[InfoBuffer], step: int, steps: int) -> None:
+def make_room(buffers: list[InfoBuffer], step: int, steps: int, read: bool = True) -> None:
     """Make every buffer safe for ``steps`` multiplications from ``step`` on.
 
-    Nothing is read while the host-side bounds allow it. Otherwise the largest
-    entry of every buffer is read in one transfer (the one host sync), bounds
-    become exact, and a buffer whose entries could overflow is pushed.
+    Nothing is read while the host-side bounds allow it. Otherwise, with
+    ``read``, the largest entry of every buffer is read in one transfer (the
+    one host sync), bounds become exact, and a buffer whose entries could
+    overflow is pushed; without, every buffer whose bound leaves no room is.
     """
     if all(b.has_room(b.bound_bits, steps) for b in buffers):
+        return
+    if not read:
+        for b in buffers:
+            if not b.has_room(b.bound_bits, steps):
+                b.push(step)
         return
     zero = torch.zeros((), dtype=torch.int64, device=buffers[0].buf.device)
     tops = torch.stack([b.buf.max() if b.buf.numel() else zero for b in buffers]).tolist()

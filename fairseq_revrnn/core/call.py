@@ -88,6 +88,7 @@ class StackConfig:
     forgetting: Forgetting
     slice_dim: int = 0
     chunk_size: int = 16
+    overflow: str = "auto"  # buffer overflow handling: buffer.OVERFLOW_MODES
 
     @property
     def num_layers(self) -> int:

@@ -11,7 +11,7 @@ import torch
 
 from .call import LayerParams, StackCall
 from .cells import HalfState
-from .layer import Layer, fresh_layers
+from .layer import Layer, fresh_layers, stack_memory
 from .walks import run_and_record, walk_backward, walk_forward
 
 Tensor = torch.Tensor
@@ -64,7 +64,7 @@ def run_ordinary(call: StackCall, h0: list[list[Tensor]], params: list[LayerPara
     layers = fresh_layers(call, params, h0, graph=True)
     out, slices = run_and_record(call, layers)
     slice_bits = slices.numel() * torch.finfo(slices.dtype).bits
-    memory = [layer.memory(call, slice_bits if layer.top else 0) for layer in layers]
+    memory = stack_memory(call, layers, slice_bits)
     return (out, slices, memory, *(v for layer in layers for v in layer.final_graph()))
 
 

@@ -10,7 +10,7 @@ from .buffer import InfoBuffer
 from .call import FlatLayout, StackCall, per_layer
 from .cells import HalfState
 from .fixed_point import to_fixed, to_float
-from .layer import Layer, fresh_layers
+from .layer import Layer, fresh_layers, stack_memory
 from .walks import Grads, run_and_record, walk_backward
 
 Tensor = torch.Tensor
@@ -42,7 +42,7 @@ class ReversibleStackFunction(torch.autograd.Function):
         kept0 = layers[-1].kept_slice().clone()
         out, slices = run_and_record(call, layers)
         slice_bits = (slices.numel() + kept0.numel()) * slices.element_size() * 8
-        memory = [layer.memory(call, slice_bits if layer.top else 0) for layer in layers]
+        memory = stack_memory(call, layers, slice_bits)
         final_ints = [v for layer in layers for v in layer.final_ints()]
         buffers = [b for layer in layers for b in layer.all_buffers()]
         ctx.call = call.skeleton()

@@ -221,9 +221,9 @@ class Layer:
     def final_ints(self) -> list[Tensor]:
         return [torch.cat([a, b], dim=1) for a, b in zip(self.ints[0].present(), self.ints[1].present())]
 
-    def memory(self, call: StackCall, slice_bits: int) -> MemoryStats:
+    def memory(self, call: StackCall, ideal_bits: float, slice_bits: int) -> MemoryStats:
         """This call's bit counts for this layer (docs/design.md, section 6)."""
-        return layer_memory(call, self.index, float(self.ideal), slice_bits, self.all_buffers())
+        return layer_memory(call, self.index, ideal_bits, slice_bits, self.all_buffers())
 
 
 class GraphLayer(Layer):
@@ -271,8 +271,15 @@ class GraphLayer(Layer):
     def final_graph(self) -> list[Tensor]:
         return [torch.cat([a, b], dim=1) for a, b in zip(self.gstate[0].present(), self.gstate[1].present())]
 
-    def memory(self, call: StackCall, slice_bits: int) -> MemoryStats:
-        return layer_memory(call, self.index, float(self.ideal), slice_bits, None)
+    def memory(self, call: StackCall, ideal_bits: float, slice_bits: int) -> MemoryStats:
+        return layer_memory(call, self.index, ideal_bits, slice_bits, None)
+
+
+def stack_memory(call: StackCall, layers: list[Layer], slice_bits: int) -> list[MemoryStats]:
+    """Each layer's bit counts, the stored slices' ``slice_bits`` on the top
+    one; the layers' ideal counters come back from the device in one read."""
+    ideals = torch.cat([layer.ideal for layer in layers]).tolist()
+    return [layer.memory(call, ideal, slice_bits if layer.top else 0) for layer, ideal in zip(layers, ideals)]
 
 
 def fresh_layers(call: StackCall, params: list[LayerParams], h0, graph: bool = False) -> list[Layer]:

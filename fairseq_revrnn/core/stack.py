@@ -9,6 +9,7 @@ from typing import Optional, Sequence, Union
 import torch
 from torch import nn
 
+from .buffer import check_overflow_mode
 from .call import LayerParams, StackCall, StackConfig, per_layer
 from .cells import get_cell
 from .dropout import SeededMask, StackMasks
@@ -82,6 +83,11 @@ class ReversibleRNN(nn.Module):
             kernels fused by ``torch.compile`` (auto: when the device has a
             compiler). Compiled and eager models differ in low bits; each is
             exact with itself (see ``halfstep``).
+        overflow: how buffers are kept from overflowing (``buffer.overflow_plan``):
+            ``"read"`` (push only full buffers; reads the device when a bound
+            runs out), ``"margin"`` (at most one read per 16 / bits steps),
+            ``"bound"`` (no reads, no host syncs; more pushes) or ``"auto"``
+            (read on a CPU, margin elsewhere).
 
     Shapes: inputs (T, B, D) or an input provider; ``valid`` (T, B);
     ``state`` per layer ``(h, [c])`` of (B, H_l). Parameters per layer l:
@@ -105,6 +111,7 @@ class ReversibleRNN(nn.Module):
         reversible: bool = True,
         chunk_size: int = 16,
         compile: str = "auto",
+        overflow: str = "auto",
     ) -> None:
         super().__init__()
         cell = get_cell(cell_type)
@@ -126,7 +133,9 @@ class ReversibleRNN(nn.Module):
         forgetting = Forgetting(None if no_forgetting else max_forget_bits, disabled=no_forgetting)
         check_ceiling("max_hidden_forget", max_hidden_forget, forgetting.max_bits, no_forgetting)
         forgetting = replace(forgetting, hidden_ceiling=max_hidden_forget)
-        self.config = StackConfig(cell, input_size, hidden_sizes, forgetting, slice_dim, chunk_size)
+        self.config = StackConfig(
+            cell, input_size, hidden_sizes, forgetting, slice_dim, chunk_size, check_overflow_mode(overflow)
+        )
         self.cell_type = cell_type
         self.compile = check_compile_mode(compile)
         self._reported: set[tuple[str, bool]] = set()
@@ -158,6 +167,8 @@ class ReversibleRNN(nn.Module):
             parts.append("reversible=False")
         if self.compile != "auto":
             parts.append(f"compile={self.compile!r}")
+        if cfg.overflow != "auto":
+            parts.append(f"overflow={cfg.overflow!r}")
         return ", ".join(parts)
 
     def reset_parameters(self) -> None:

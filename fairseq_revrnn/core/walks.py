@@ -14,7 +14,7 @@ from typing import Callable, Optional
 
 import torch
 
-from .buffer import make_room, read_interval
+from .buffer import make_room, overflow_plan
 from .call import LayerParams, StackCall
 from .cells import HalfState
 from .layer import Layer, split_halves
@@ -25,12 +25,12 @@ Tensor = torch.Tensor
 
 def walk_forward(call: StackCall, layers: list[Layer], on_step: Callable[[int], None]) -> None:
     buffers = [b for layer in layers for b in layer.all_buffers()]
-    interval = read_interval(call.config.forgetting.growth_bits, layers[0].w_ih.device)
+    plan = overflow_plan(call.config.overflow, call.config.forgetting.growth_bits, layers[0].w_ih.device)
     for cs, ce in call.chunks():
         px0 = layers[0].input_projection(call.inputs.chunk(cs, ce))
         for t in range(cs, ce):
-            if buffers and t % interval == 0:
-                make_room(buffers, t, interval)
+            if buffers and t % plan.steps == 0:
+                make_room(buffers, t, plan.steps, plan.read)
             step = call.step(t)
             below = None
             for layer in layers:

@@ -14,6 +14,7 @@ from omegaconf import DictConfig
 from torch import nn
 
 from ..core import EmbeddingInput, ReversibleRNN, RNNOutput
+from ..core.buffer import OVERFLOW_MODES
 from ..core.dropout import variational_mask
 from ..core.fixed_point import RZ, check_ceiling
 from ..core.halfstep import COMPILE_MODES
@@ -22,6 +23,7 @@ from ..core.memory import MemoryStats
 
 CELL_CHOICES = ChoiceEnum(["lstm", "gru"])
 COMPILE_CHOICES = ChoiceEnum(list(COMPILE_MODES))
+OVERFLOW_CHOICES = ChoiceEnum(list(OVERFLOW_MODES))
 FORGET_BITS = [str(b) for b in range(1, RZ + 1)] + ["none"]
 FORGET_BITS_CHOICES = ChoiceEnum(FORGET_BITS)
 
@@ -37,6 +39,9 @@ HELP = {
     "rev_compile": "run each half-step as kernels fused by torch.compile: on, off, or auto (when the device has a "
     "compiler: C++ for a CPU, Triton for a GPU; TORCH_COMPILE_DISABLE=1 turns it off). The first batches compile "
     "(seconds per graph, logged); compiled and eager models differ in low bits, each exact with itself",
+    "rev_overflow": "how buffers are kept from overflowing: read (push only full buffers; a device read when a "
+    "bound runs out), margin (at most one read per 16/bits steps), bound (no reads, no host syncs; more pushes), or "
+    "auto (read on a CPU, margin on an accelerator)",
     "dropout_in": "variational dropout on the first layer's inputs (one mask per sequence)",
     "dropout_out": "variational dropout on each layer's outputs (one mask per sequence)",
     "dropout_hidden": "DropConnect on the hidden-to-hidden weights (one mask per batch)",
@@ -120,6 +125,7 @@ def build_stack(cfg, input_size: int, sizes: list[int], slice_dim: int, chunk_si
         reversible=not cfg.no_reversible,
         chunk_size=chunk_size,
         compile=str(cfg.rev_compile),
+        overflow=str(safe_getattr(cfg, "rev_overflow", "auto")),
     )
 
 

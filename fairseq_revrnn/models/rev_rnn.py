@@ -30,6 +30,7 @@ from .common import (
     COMPILE_CHOICES,
     FORGET_BITS_CHOICES,
     HELP,
+    OVERFLOW_CHOICES,
     ReversibleDecoder,
     apply_architecture,
     build_stack,
@@ -74,6 +75,7 @@ class RevRNNConfig(FairseqDataclass):
     max_hidden_forget: str = field(default="auto", metadata={"help": HELP["max_hidden_forget"]})
     no_reversible: bool = field(default=False, metadata={"help": HELP["no_reversible"]})
     rev_compile: COMPILE_CHOICES = field(default="auto", metadata={"help": HELP["rev_compile"]})
+    rev_overflow: OVERFLOW_CHOICES = field(default="auto", metadata={"help": HELP["rev_overflow"]})
     dropout_in: float = field(default=0.4, metadata={"help": HELP["dropout_in"]})
     dropout_out: float = field(default=0.4, metadata={"help": HELP["dropout_out"] + " and on the attention output"})
     dropout_hidden: float = field(default=0.0, metadata={"help": HELP["dropout_hidden"]})

@@ -20,6 +20,7 @@ from .common import (
     COMPILE_CHOICES,
     FORGET_BITS_CHOICES,
     HELP,
+    OVERFLOW_CHOICES,
     ReversibleDecoder,
     apply_architecture,
     build_stack,
@@ -44,6 +45,7 @@ class RevRNNLMConfig(FairseqDataclass):
     max_hidden_forget: str = field(default="auto", metadata={"help": HELP["max_hidden_forget"]})
     no_reversible: bool = field(default=False, metadata={"help": HELP["no_reversible"]})
     rev_compile: COMPILE_CHOICES = field(default="auto", metadata={"help": HELP["rev_compile"]})
+    rev_overflow: OVERFLOW_CHOICES = field(default="auto", metadata={"help": HELP["rev_overflow"]})
     dropout_in: float = field(default=0.3, metadata={"help": HELP["dropout_in"]})
     dropout_out: float = field(default=0.4, metadata={"help": HELP["dropout_out"]})
     dropout_hidden: float = field(default=0.5, metadata={"help": HELP["dropout_hidden"]})
