@@ -33,8 +33,10 @@ class NRUOptions(FairseqDataclass):
                   "remove (the paper's best character-level language models)"},
     )  # fmt: skip
     nru_head_reduction: ChoiceEnum(list(HEAD_REDUCTIONS)) = field(
-        default="sum", metadata={"help": "combine the heads' changes by sum (the paper) or mean (the authors' code)"}
-    )
+        default="mean",
+        metadata={"help": "combine the heads' changes by mean (the authors' code) or sum (the paper's eq. 10, unstable "
+                  "at initialisation with several heads: the memory grows by orders of magnitude over 70 steps)"},
+    )  # fmt: skip
 
 
 def nru_unit(cfg) -> functools.partial:
