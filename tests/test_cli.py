@@ -140,6 +140,24 @@ def test_language_model_train_eval_resume(ptb_bin, tmp_path):
     assert saved["rev_overflow"] == "bound"
 
 
+def test_g2_gates_train_and_beam_search(multi30k_bin, tmp_path):
+    """--gates gumbel on a reversible model: trains with noise (exact reversal is tested in
+    test_g2_gates.py), decodes with plain sigmoids; the checkpoint keeps the gate options."""
+    save = tmp_path / "checkpoints"
+    args = [*translation_args(multi30k_bin, save, "gru", "emb+slice"), "--gates", "gumbel"]
+    train = cli("fairseq-train", *args, "--max-update", "2", cwd=tmp_path)
+    steps = json_logs(train.stderr + train.stdout, "train_inner")
+    assert len(steps) == 2 and all(math.isfinite(float(s["loss"])) for s in steps)
+    saved = torch.load(save / "checkpoint_last.pt", weights_only=False)["cfg"]["model"]
+    assert (saved["gates"], saved["gate_temperature"]) == ("gumbel", None)
+    gen = cli(
+        "fairseq-generate", multi30k_bin, "--user-dir", PLUGIN, "--path", save / "checkpoint_last.pt",
+        "--beam", "5", "--gen-subset", "test", "--batch-size", "16", "--required-batch-size-multiple", "1",
+        "--max-len-a", "1", "--max-len-b", "5", cwd=tmp_path,
+    )  # fmt: skip
+    assert sum(line.startswith("H-") for line in gen.stdout.splitlines()) == 60
+
+
 def test_checkpoints_of_argparse_models_load_with_the_plugin(multi30k_bin, tmp_path):
     """fairseq's own `lstm` stores an argparse.Namespace: plain torch 2.13 refuses it."""
     save = tmp_path / "lstm"
@@ -182,6 +200,9 @@ def test_safe_loading_still_refuses_other_objects(tmp_path):
             ["--rev-overflow", "no"],
             "--rev-overflow: invalid choice: 'no' (choose from 'auto', 'read', 'margin', 'bound')",
         ),
+        (["--gates", "binary"], "--gates: invalid choice: 'binary' (choose from 'sigmoid', 'sharpened', 'gumbel')"),
+        (["--gate-temperature", "0.5"], "--gate-temperature is only used with --gates sharpened or gumbel"),
+        (["--gates", "gumbel", "--gate-temperature", "-1"], "--gate-temperature must be a number > 0; got -1.0"),
     ],
 )
 def test_bad_options_exit_non_zero_naming_the_option(multi30k_bin, tmp_path, extra, message):

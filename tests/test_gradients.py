@@ -6,6 +6,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from fairseq_revrnn.core import EmbeddingInput, Forgetting, GRUHalf, HalfState, LSTMHalf, ReversibleRNN
+from fairseq_revrnn.core.cells import HalfSpec
 
 from .helpers import loss_and_grads, max_relative_error
 
@@ -129,32 +130,37 @@ class _HalfStep(torch.autograd.Function):
     """One float half-step whose backward is the cell's hand-written ``grad``."""
 
     @staticmethod
-    def forward(ctx, cell, fg, px, h_o, w, *old):
-        G = cell.gates(px, h_o, w, fg)
+    def forward(ctx, cell, spec, noise, px, h_o, w, *old):
+        fg = spec.forgetting
+        G = cell.gates(px, h_o, w, spec, noise)
         if cell is GRUHalf:
             new = HalfState((old[0] if fg.disabled else G.z * old[0]) + (1 - G.z) * G.g)
         else:
             c = (old[1] if fg.disabled else G.f * old[1]) + G.i * G.g
             new = HalfState((old[0] if fg.disabled else G.p * old[0]) + G.o * torch.tanh(c), c)
-        ctx.stuff = (cell, fg, G, HalfState(*old), new, h_o, w)
+        ctx.stuff = (cell, spec, G, HalfState(*old), new, h_o, w)
         return tuple(new.present())
 
     @staticmethod
     def backward(ctx, *dnew):
-        cell, fg, G, old, new, h_o, w = ctx.stuff
-        g = cell.grad(G, old, new, h_o, w, HalfState(*dnew), fg, None)
+        cell, spec, G, old, new, h_o, w = ctx.stuff
+        g = cell.grad(G, old, new, h_o, w, HalfState(*dnew), spec, None)
         dw = torch.zeros_like(w)
         cell.add_weight_grad(dw, g.dpre, g.hh_inputs)
-        return (None, None, g.dpre, g.dh_other, dw, *g.dstate.present())
+        return (None, None, None, g.dpre, g.dh_other, dw, *g.dstate.present())
 
 
 @pytest.mark.parametrize("cell", [GRUHalf, LSTMHalf])
 @pytest.mark.parametrize("fg", [Forgetting(3), Forgetting(None), Forgetting(None, disabled=True)])
-def test_gradcheck_one_half_step(cell, fg):
+@pytest.mark.parametrize("gates", ["sigmoid", "gumbel"])
+def test_gradcheck_one_half_step(cell, fg, gates):
+    """The hand-written gradients of a half-step, plain and with G2 gates (noise, tau 0.9)."""
     torch.manual_seed(0)
     n, batch = 4, 3
     px = torch.randn(batch, cell.gates_per_unit * n, dtype=torch.float64, requires_grad=True)
     h_o = torch.randn(batch, n, dtype=torch.float64, requires_grad=True)
     w = torch.randn(cell.gates_per_unit * n, n, dtype=torch.float64, requires_grad=True)
     old = [torch.randn(batch, n, dtype=torch.float64, requires_grad=True) for _ in cell.state_names]
-    assert torch.autograd.gradcheck(lambda *a: _HalfStep.apply(cell, fg, *a), (px, h_o, w, *old))
+    spec = HalfSpec(fg, torch.float64, temperature=0.9 if gates == "gumbel" else 1.0)
+    noise = torch.randn(batch, cell.g2_gates * n, dtype=torch.float64) if gates == "gumbel" else None
+    assert torch.autograd.gradcheck(lambda *a: _HalfStep.apply(cell, spec, noise, *a), (px, h_o, w, *old))

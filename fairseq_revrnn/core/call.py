@@ -18,6 +18,7 @@ import torch
 from .dropout import StackMasks
 from .fixed_point import Forgetting
 from .head import StepHead
+from .noise import GateNoise
 
 Tensor = torch.Tensor
 
@@ -89,6 +90,8 @@ class StackConfig:
     slice_dim: int = 0
     chunk_size: int = 16
     overflow: str = "auto"  # buffer overflow handling: buffer.OVERFLOW_MODES
+    gates: str = "sigmoid"  # input and forget gates: noise.GATE_MODES
+    temperature: float = 1.0  # tau of sharpened and Gumbel gates
 
     @property
     def num_layers(self) -> int:
@@ -112,6 +115,8 @@ class StackCall:
     head: Optional[StepHead] = None
     padded: bool = False
     compiled: bool = False
+    gate_noise: Optional[GateNoise] = None  # Gumbel noise of G2 gates while training
+    gate_temperature: float = 1.0  # the temperature in force: 1 for plain sigmoids and Gumbel gates in evaluation
 
     def __post_init__(self) -> None:
         self.padded = self.padded or self.valid is not None

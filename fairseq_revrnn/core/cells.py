@@ -4,7 +4,8 @@ A layer's state is split in halves updated one after the other; each half
 reads only ``[x; other half]``. For each half a cell provides:
 
 * ``gates``: gate values (a NamedTuple) from the input projection and the
-  other half;
+  other half; with a temperature or Gumbel noise (:mod:`.noise`), the input
+  and forget gates are G2 gates (Li et al. 2018);
 * ``step`` / ``unstep``: the exact fixed-point update and its inverse;
 * ``surrogate``: the same update as a differentiable float graph (ordinary
   autograd mode);
@@ -78,12 +79,22 @@ class HalfSpec:
     ``keep``: the first units of ``h`` that skip the buffer (the top layer's
     attention slice in half 1), rounded onto the ``keep_dtype`` grid because
     they are stored anyway. ``dtype``: the model's float dtype.
+    ``temperature``: tau of the G2 gates, ``sigmoid((a + noise) / tau)``
+    (1: plain sigmoids).
     """
 
     forgetting: Forgetting
     dtype: torch.dtype = torch.float32
     keep: int = 0
     keep_dtype: torch.dtype = torch.float32
+    temperature: float = 1.0
+
+
+def _sharpen(a: Tensor, noise: Optional[Tensor], tau: float) -> Tensor:
+    """A G2 gate's pre-activation ``(a + noise) / tau``; ``a`` itself for a plain sigmoid."""
+    if noise is not None:
+        a = a + noise
+    return a if tau == 1.0 else a / tau
 
 
 def _forget(h: Tensor, z: Optional[Tensor], buf: Optional[Tensor], keep: int, valid: Optional[Tensor]):
@@ -125,17 +136,19 @@ class GRUHalf:
 
     name = "gru"
     gates_per_unit = 3
+    g2_gates = 1  # z: the G2 gates, noise columns per unit
     state_names = ("h",)
 
     @staticmethod
-    def gates(px: Tensor, h_o: Tensor, w: Tensor, fg: Forgetting) -> GRUGates:
+    def gates(px: Tensor, h_o: Tensor, w: Tensor, spec: HalfSpec, noise: Optional[Tensor] = None) -> GRUGates:
+        """``noise`` (B, n): Gumbel noise for z while training G2 gates."""
         n = h_o.shape[1]
         a = torch.addmm(px[:, : 2 * n], h_o, w[: 2 * n].t())
-        s = torch.sigmoid(a[:, :n])
+        s = torch.sigmoid(_sharpen(a[:, :n], noise, spec.temperature))
         r = torch.sigmoid(a[:, n:])
         u = r * h_o
         g = torch.tanh(torch.addmm(px[:, 2 * n :], u, w[2 * n :].t()))
-        return GRUGates(s, fg.hidden.limit(s), r, u, g)
+        return GRUGates(s, spec.forgetting.hidden.limit(s), r, u, g)
 
     @staticmethod
     def step(G: GRUGates, state: HalfState, bufs: Optional[HalfState], spec: HalfSpec, valid):
@@ -168,10 +181,11 @@ class GRUHalf:
         h_o: Tensor,
         w: Tensor,
         dnew: HalfState,
-        fg: Forgetting,
+        spec: HalfSpec,
         vf: Optional[Tensor],
     ) -> HalfGrads:
         n = h_o.shape[1]
+        fg, sharp = spec.forgetting, 1.0 / spec.temperature
         dh = dnew.h if vf is None else dnew.h * vf
         if fg.disabled:
             dz = -dh * G.g
@@ -182,7 +196,7 @@ class GRUHalf:
         da_g = dh * (1 - G.z) * (1 - G.g * G.g)
         du = da_g @ w[2 * n :]
         da_r = du * h_o * G.r * (1 - G.r)
-        da_z = dz * fg.hidden.alpha * G.s * (1 - G.s)
+        da_z = dz * (fg.hidden.alpha * sharp) * G.s * (1 - G.s)
         dzr = torch.cat([da_z, da_r], dim=1)
         dh_o = torch.addmm(du * G.r, dzr, w[: 2 * n])
         if vf is not None:
@@ -204,14 +218,22 @@ class LSTMHalf:
 
     name = "lstm"
     gates_per_unit = 5
+    g2_gates = 3  # f, i and p: the G2 gates, noise columns per unit
     state_names = ("h", "c")
 
     @staticmethod
-    def gates(px: Tensor, h_o: Tensor, w: Tensor, fg: Forgetting) -> LSTMGates:
+    def gates(px: Tensor, h_o: Tensor, w: Tensor, spec: HalfSpec, noise: Optional[Tensor] = None) -> LSTMGates:
+        """``noise`` (B, 3n): Gumbel noise for f, i and p while training G2 gates."""
         n = h_o.shape[1]
         a = torch.addmm(px, h_o, w.t())
-        sf, i, o, sp = torch.sigmoid(a[:, : 4 * n]).split(n, dim=1)
+        pre = a[:, : 4 * n]
+        if noise is not None or spec.temperature != 1.0:
+            fi = _sharpen(a[:, : 2 * n], None if noise is None else noise[:, : 2 * n], spec.temperature)
+            p = _sharpen(a[:, 3 * n : 4 * n], None if noise is None else noise[:, 2 * n :], spec.temperature)
+            pre = torch.cat([fi, a[:, 2 * n : 3 * n], p], dim=1)
+        sf, i, o, sp = torch.sigmoid(pre).split(n, dim=1)
         g = torch.tanh(a[:, 4 * n :])
+        fg = spec.forgetting
         return LSTMGates(sf, fg.limit(sf), i, o, sp, fg.hidden.limit(sp), g)
 
     @staticmethod
@@ -256,21 +278,24 @@ class LSTMHalf:
         h_o: Tensor,
         w: Tensor,
         dnew: HalfState,
-        fg: Forgetting,
+        spec: HalfSpec,
         vf: Optional[Tensor],
     ) -> HalfGrads:
+        fg, sharp = spec.forgetting, 1.0 / spec.temperature
         dh, dc = dnew if vf is None else (dnew.h * vf, dnew.c * vf)
         tc = torch.tanh(new.c)
         dct = dc + dh * G.o * (1 - tc * tc)
         da_i = dct * G.g * G.i * (1 - G.i)
+        if sharp != 1.0:
+            da_i = da_i * sharp
         da_o = dh * tc * G.o * (1 - G.o)
         da_g = dct * G.i * (1 - G.g * G.g)
         if fg.disabled:
             da_f = da_p = torch.zeros_like(dh)
             dh_old, dc_old = dh, dct
         else:
-            da_f = dct * old.c * fg.alpha * G.sf * (1 - G.sf)
-            da_p = dh * old.h * fg.hidden.alpha * G.sp * (1 - G.sp)
+            da_f = dct * old.c * (fg.alpha * sharp) * G.sf * (1 - G.sf)
+            da_p = dh * old.h * (fg.hidden.alpha * sharp) * G.sp * (1 - G.sp)
             dh_old, dc_old = dh * G.p, dct * G.f
         dpre = torch.cat([da_f, da_i, da_o, da_p, da_g], dim=1)
         if vf is not None:

@@ -128,17 +128,17 @@ class HalfStep:
         self.reverse = wrap(self._reverse)
         self.reverse_grad = wrap(self._reverse_grad)
 
-    def _forward(self, px: Tensor, h_o: Tensor, w: Tensor, state: HalfState, bufs, ideal: Tensor, valid):
+    def _forward(self, px: Tensor, h_o: Tensor, w: Tensor, state: HalfState, bufs, ideal: Tensor, valid, noise):
         """New state and buffers, the ideal bit count plus this step's, the new ``h`` as floats."""
         spec = self.spec
-        G = self.cell.gates(px, h_o, w, spec.forgetting)
+        G = self.cell.gates(px, h_o, w, spec, noise)
         new, bufs, lost = self.cell.step(G, state, bufs, spec, valid)
         return new, bufs, ideal if lost is None else ideal + lost, to_float(new.h, spec.dtype)
 
-    def _reverse(self, px: Tensor, h_o: Tensor, w: Tensor, state: HalfState, bufs, valid, kept_old):
+    def _reverse(self, px: Tensor, h_o: Tensor, w: Tensor, state: HalfState, bufs, valid, kept_old, noise):
         """The state and buffers before the step, and the old ``h`` as floats."""
         spec = self.spec
-        G = self.cell.gates(px, h_o, w, spec.forgetting)
+        G = self.cell.gates(px, h_o, w, spec, noise)
         old, bufs = self.cell.unstep(G, state, bufs, spec, valid, kept_old)
         return old, bufs, to_float(old.h, spec.dtype)
 
@@ -155,17 +155,18 @@ class HalfStep:
         kept_old,
         dnew: HalfState,
         dh_other: Tensor,
+        noise,
     ):
         """:meth:`_reverse` plus the step's gradients: w.r.t. the old state, the
         other half (added to ``dh_other``) and the pre-activations, and the
         hidden-to-hidden products' inputs."""
         spec, cell = self.spec, self.cell
         dtype = spec.dtype
-        G = cell.gates(px, h_o, w, spec.forgetting)
+        G = cell.gates(px, h_o, w, spec, noise)
         old, bufs = cell.unstep(G, state, bufs, spec, valid, kept_old)
         old_f = HalfState(*(to_float(v, dtype) for v in old.present()))
         new_f = HalfState(h_new, *(to_float(v, dtype) for v in state.present()[1:]))
-        g = cell.grad(G, old_f, new_f, h_o, w, dnew, spec.forgetting, vf)
+        g = cell.grad(G, old_f, new_f, h_o, w, dnew, spec, vf)
         return old, bufs, old_f.h, g.dstate, dh_other + g.dh_other, g.dpre, g.hh_inputs
 
 

@@ -60,12 +60,15 @@ class Layer:
         self.kernels = [
             half_step(
                 self.cell,
-                HalfSpec(cfg.forgetting, call.dtype, self.keep if half == 0 else 0, call.slice_dtype),
+                HalfSpec(
+                    cfg.forgetting, call.dtype, self.keep if half == 0 else 0, call.slice_dtype, call.gate_temperature
+                ),
                 call.compiled,
             )
             for half in (0, 1)
         ]
         self.in_rows, self.hh_rows = Rows(), (Rows(), Rows())
+        self.gate_noise, self.noise, self.chunk_start = call.gate_noise, None, 0
         # shape (1,), not (): compiled code reads 0-d CPU tensors as Python numbers, a host sync per call
         self.ideal = torch.zeros(1, dtype=torch.float64, device=w1.device)
 
@@ -119,6 +122,21 @@ class Layer:
             for b, e in zip(self.buffers[half].present(), entries.present()):
                 b.buf = e
 
+    def begin_chunk(self, start: int, end: int) -> None:
+        """Enter the chunk of steps ``start..end-1``: draw its G2 gates' noise, if any."""
+        self.chunk_start = start
+        if self.gate_noise is not None:
+            width = 2 * self.cell.g2_gates * self.cfg.hidden_sizes[self.index] // 2
+            shape = (end - start, self.ints[0].h.shape[0], width)
+            self.noise = self.gate_noise.chunk(self.index, start, shape, self.w_ih.device, self.dtype)
+
+    def _noise(self, t: int, half: int) -> Optional[Tensor]:
+        """Half ``half``'s G2 gate noise at step ``t`` (None without)."""
+        if self.noise is None:
+            return None
+        width = self.noise.shape[-1] // 2
+        return self.noise[t - self.chunk_start, :, half * width : (half + 1) * width]
+
     def masked_input(self, x: Tensor) -> Tensor:
         return x if self.in_mask is None else x * self.in_mask
 
@@ -165,13 +183,13 @@ class Layer:
         for half in (0, 1):
             pxh, w = px[:, half * self.G : (half + 1) * self.G], self.w_hh[half]
             entries = self._buffer_entries(half, before_step=step.t)
-            new, entries = self._step_half(half, pxh, w, entries, step.valid)
+            new, entries = self._step_half(half, pxh, w, entries, step.valid, self._noise(step.t, half))
             self._keep_entries(half, entries)
             self.ints[half] = new
 
-    def _step_half(self, half: int, px: Tensor, w: Tensor, entries, valid):
+    def _step_half(self, half: int, px: Tensor, w: Tensor, entries, valid, noise):
         new, entries, self.ideal, self.hf[half] = self.kernels[half].forward(
-            px, self.hf[1 - half], w, self.ints[half], entries, self.ideal, valid
+            px, self.hf[1 - half], w, self.ints[half], entries, self.ideal, valid, noise
         )
         return new, entries
 
@@ -192,9 +210,10 @@ class Layer:
             pxh, w = px[:, half * self.G : (half + 1) * self.G], self.w_hh[half]
             entries = self._buffer_entries(half)
             kept = kept_old if half == 0 else None
+            noise = self._noise(step.t, half)
             if dst is None:
                 old, entries, self.hf[half] = kernel.reverse(
-                    pxh, self.hf[other], w, self.ints[half], entries, step.valid, kept
+                    pxh, self.hf[other], w, self.ints[half], entries, step.valid, kept, noise
                 )
             else:
                 old, entries, self.hf[half], dst[half], dh_other, dpx[half], hh_inputs = kernel.reverse_grad(
@@ -209,6 +228,7 @@ class Layer:
                     kept,
                     dst[half],
                     dst[other].h,
+                    noise,
                 )
                 dst[other] = dst[other]._replace(h=dh_other)
                 self.hh_rows[half].add(dpx[half], *hh_inputs)
@@ -249,15 +269,17 @@ class GraphLayer(Layer):
         """The kept units as stored for attention, a graph tensor."""
         return self.hf[0][:, : self.keep].to(self.kernels[0].spec.keep_dtype)
 
-    def _step_half(self, half: int, px: Tensor, w: Tensor, entries, valid):
+    def _step_half(self, half: int, px: Tensor, w: Tensor, entries, valid, noise):
         """The exact step, with the float update's gradient attached (ordinary mode)."""
         cell, kernel = self.cell, self.kernels[half]
         fg = kernel.spec.forgetting
-        G = cell.gates(px, self.hf[1 - half], w, fg)
+        G = cell.gates(px, self.hf[1 - half], w, kernel.spec, noise)
         with torch.no_grad():
             if kernel.compiled:
                 h_o = self.hf[1 - half].detach()
-                new, entries, self.ideal, _ = kernel.forward(px, h_o, w, self.ints[half], entries, self.ideal, valid)
+                new, entries, self.ideal, _ = kernel.forward(
+                    px, h_o, w, self.ints[half], entries, self.ideal, valid, noise
+                )
             else:
                 new, entries, lost = cell.step(G, self.ints[half], entries, kernel.spec, valid)
                 self.ideal = self.ideal if lost is None else self.ideal + lost

@@ -54,7 +54,7 @@ def layer_memory(call: StackCall, index: int, ideal_bits: float, slice_bits: int
     reversible mode, None in the ordinary mode (which stores every state).
     ``ideal_bits`` are the bits its forget multiplications destroyed; the
     stored slices count in ``slice_bits`` (top layer). The first layer also
-    holds the inputs and the padding mask."""
+    holds the inputs, the padding mask and the seed of the gates' noise."""
     cfg = call.config
     naive = float(naive_bits(call.steps, call.batch, cfg.hidden_sizes[index], cfg.nvars))
     ideal = slice_bits + ideal_bits
@@ -62,7 +62,7 @@ def layer_memory(call: StackCall, index: int, ideal_bits: float, slice_bits: int
         return MemoryStats(naive, naive, ideal)
     actual = slice_bits + call.masks.layer_bits(index) + sum(b.actual_bits() for b in buffers)
     if index == 0:
-        actual += call.inputs.stored_bits()
+        actual += call.inputs.stored_bits() + (0 if call.gate_noise is None else 64)  # the noise's seed
         if call.valid is not None:
             actual += call.valid.numel() * call.valid.element_size() * 8
     return MemoryStats(naive, float(actual), ideal)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import dataclass, replace
 from typing import Optional, Sequence, Union
 
@@ -20,6 +21,7 @@ from .halfstep import check_compile_mode, resolve_compile
 from .head import StepHead
 from .inputs import DenseInput, EmbeddingInput
 from .memory import MemoryStats
+from .noise import GATE_MODES, GateNoise
 
 Tensor = torch.Tensor
 logger = logging.getLogger(__name__)
@@ -88,6 +90,13 @@ class ReversibleRNN(nn.Module):
             runs out), ``"margin"`` (at most one read per 16 / bits steps),
             ``"bound"`` (no reads, no host syncs; more pushes) or ``"auto"``
             (read on a CPU, margin elsewhere).
+        gates: the input and forget gates (RevLSTM's f, i and p, RevGRU's z):
+            ``"sigmoid"`` (the paper's cells), ``"sharpened"``
+            (``sigmoid(a / tau)``) or ``"gumbel"`` (G2 gates, Li et al. 2018:
+            ``sigmoid((a + log U - log(1 - U)) / tau)`` while training, the
+            noise regenerated from a seed for the reverse; plain sigmoids in
+            evaluation).
+        gate_temperature: tau of sharpened and Gumbel gates.
 
     Shapes: inputs (T, B, D) or an input provider; ``valid`` (T, B);
     ``state`` per layer ``(h, [c])`` of (B, H_l). Parameters per layer l:
@@ -112,6 +121,8 @@ class ReversibleRNN(nn.Module):
         chunk_size: int = 16,
         compile: str = "auto",
         overflow: str = "auto",
+        gates: str = "sigmoid",
+        gate_temperature: float = 0.9,
     ) -> None:
         super().__init__()
         cell = get_cell(cell_type)
@@ -130,11 +141,23 @@ class ReversibleRNN(nn.Module):
             )
         if chunk_size < 1:
             raise ValueError(f"chunk_size must be >= 1; got {chunk_size!r}")
+        if gates not in GATE_MODES:
+            raise ValueError(f"gates must be one of {', '.join(GATE_MODES)}; got {gates!r}")
+        if isinstance(gate_temperature, bool) or not 0 < gate_temperature < math.inf:
+            raise ValueError(f"gate_temperature must be a number > 0; got {gate_temperature!r}")
         forgetting = Forgetting(None if no_forgetting else max_forget_bits, disabled=no_forgetting)
         check_ceiling("max_hidden_forget", max_hidden_forget, forgetting.max_bits, no_forgetting)
         forgetting = replace(forgetting, hidden_ceiling=max_hidden_forget)
         self.config = StackConfig(
-            cell, input_size, hidden_sizes, forgetting, slice_dim, chunk_size, check_overflow_mode(overflow)
+            cell,
+            input_size,
+            hidden_sizes,
+            forgetting,
+            slice_dim,
+            chunk_size,
+            check_overflow_mode(overflow),
+            gates,
+            float(gate_temperature),
         )
         self.cell_type = cell_type
         self.compile = check_compile_mode(compile)
@@ -169,6 +192,8 @@ class ReversibleRNN(nn.Module):
             parts.append(f"compile={self.compile!r}")
         if cfg.overflow != "auto":
             parts.append(f"overflow={cfg.overflow!r}")
+        if cfg.gates != "sigmoid":
+            parts.append(f"gates={cfg.gates!r}, gate_temperature={cfg.temperature}")
         return ", ".join(parts)
 
     def reset_parameters(self) -> None:
@@ -278,7 +303,18 @@ class ReversibleRNN(nn.Module):
         params = [self.layer_parameters(li) for li in range(cfg.num_layers)]
         compiled = resolve_compile(self.compile, p0.device, p0.dtype)
         self._report(p0.device, compiled)
-        call = StackCall(cfg, src, self.sample_masks(B), valid, return_outputs, p0.dtype, compiled=compiled)
+        noisy = self.training and cfg.gates == "gumbel"
+        call = StackCall(
+            cfg,
+            src,
+            self.sample_masks(B),
+            valid,
+            return_outputs,
+            p0.dtype,
+            compiled=compiled,
+            gate_noise=GateNoise.draw() if noisy else None,
+            gate_temperature=cfg.temperature if noisy or cfg.gates == "sharpened" else 1.0,
+        )
         return call, h0, params
 
     def _report(self, device: torch.device, compiled: bool) -> None:

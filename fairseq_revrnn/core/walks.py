@@ -27,6 +27,8 @@ def walk_forward(call: StackCall, layers: list[Layer], on_step: Callable[[int], 
     buffers = [b for layer in layers for b in layer.all_buffers()]
     plan = overflow_plan(call.config.overflow, call.config.forgetting.growth_bits, layers[0].w_ih.device)
     for cs, ce in call.chunks():
+        for layer in layers:
+            layer.begin_chunk(cs, ce)
         px0 = layers[0].input_projection(call.inputs.chunk(cs, ce))
         for t in range(cs, ce):
             if buffers and t % plan.steps == 0:
@@ -153,6 +155,8 @@ def walk_backward(
     """
     top, k = layers[-1], call.config.slice_dim
     for cs, ce in reversed(call.chunks()):
+        for layer in layers:
+            layer.begin_chunk(cs, ce)
         x = call.inputs.chunk(cs, ce)
         px0 = layers[0].input_projection(x)
         dpx0 = None if grads is None else torch.empty_like(px0)

@@ -20,10 +20,24 @@ from ..core.fixed_point import RZ, check_ceiling
 from ..core.halfstep import COMPILE_MODES
 from ..core.loss import TokenLoss
 from ..core.memory import MemoryStats
+from ..core.noise import GATE_MODES
+from ..units.g2_lstm import gate_settings
 
 CELL_CHOICES = ChoiceEnum(["lstm", "gru"])
 COMPILE_CHOICES = ChoiceEnum(list(COMPILE_MODES))
 OVERFLOW_CHOICES = ChoiceEnum(list(OVERFLOW_MODES))
+GATE_CHOICES = ChoiceEnum(list(GATE_MODES))
+GATE_OPTION_NAMES = {"gates": "--gates", "temperature": "--gate-temperature", "gumbel_fraction": "--gumbel-fraction"}
+
+
+def gate_options(cfg) -> dict:
+    """``--gates`` and ``--gate-temperature`` checked (errors name them), as ``ReversibleRNN`` arguments."""
+    gates, tau, _ = gate_settings(
+        str(safe_getattr(cfg, "gates", "sigmoid")), safe_getattr(cfg, "gate_temperature", None), 1.0, GATE_OPTION_NAMES
+    )
+    return {"gates": gates, "gate_temperature": tau}
+
+
 FORGET_BITS = [str(b) for b in range(1, RZ + 1)] + ["none"]
 FORGET_BITS_CHOICES = ChoiceEnum(FORGET_BITS)
 
@@ -42,6 +56,10 @@ HELP = {
     "rev_overflow": "how buffers are kept from overflowing: read (push only full buffers; a device read when a "
     "bound runs out), margin (at most one read per 16/bits steps), bound (no reads, no host syncs; more pushes), or "
     "auto (read on a CPU, margin on an accelerator)",
+    "gates": "input and forget gates (RevLSTM's f, i and p, RevGRU's z): sigmoid (the paper's cells), sharpened "
+    "(sigmoid(a / tau)) or gumbel (G2 gates of Li et al. 2018: Gumbel noise while training, regenerated for the "
+    "reverse; plain sigmoids in evaluation)",
+    "gate_temperature": "tau of sharpened or gumbel gates (default: the G2 paper's, 0.2 sharpened, 0.9 gumbel)",
     "dropout_in": "variational dropout on the first layer's inputs (one mask per sequence)",
     "dropout_out": "variational dropout on each layer's outputs (one mask per sequence)",
     "dropout_hidden": "DropConnect on the hidden-to-hidden weights (one mask per batch)",
@@ -105,6 +123,7 @@ def check_options(cfg, positive: Sequence[str], even: Sequence[str]) -> None:
     disabled = bool(cfg.no_forgetting)
     bits = None if disabled else forget_bits(cfg.max_forget_bits)
     check_ceiling("--max-hidden-forget", hidden_forget(cfg), bits, disabled)
+    gate_options(cfg)
 
 
 def build_stack(cfg, input_size: int, sizes: list[int], slice_dim: int, chunk_size: int) -> ReversibleRNN:
@@ -126,6 +145,7 @@ def build_stack(cfg, input_size: int, sizes: list[int], slice_dim: int, chunk_si
         chunk_size=chunk_size,
         compile=str(cfg.rev_compile),
         overflow=str(safe_getattr(cfg, "rev_overflow", "auto")),
+        **gate_options(cfg),
     )
 
 

@@ -19,6 +19,7 @@ from .common import (
     CELL_CHOICES,
     COMPILE_CHOICES,
     FORGET_BITS_CHOICES,
+    GATE_CHOICES,
     HELP,
     OVERFLOW_CHOICES,
     ReversibleDecoder,
@@ -46,6 +47,8 @@ class RevRNNLMConfig(FairseqDataclass):
     no_reversible: bool = field(default=False, metadata={"help": HELP["no_reversible"]})
     rev_compile: COMPILE_CHOICES = field(default="auto", metadata={"help": HELP["rev_compile"]})
     rev_overflow: OVERFLOW_CHOICES = field(default="auto", metadata={"help": HELP["rev_overflow"]})
+    gates: GATE_CHOICES = field(default="sigmoid", metadata={"help": HELP["gates"]})
+    gate_temperature: Optional[float] = field(default=None, metadata={"help": HELP["gate_temperature"]})
     dropout_in: float = field(default=0.3, metadata={"help": HELP["dropout_in"]})
     dropout_out: float = field(default=0.4, metadata={"help": HELP["dropout_out"]})
     dropout_hidden: float = field(default=0.5, metadata={"help": HELP["dropout_hidden"]})
