@@ -95,7 +95,7 @@ def test_fairseqs_criterions_train_every_parameter(multi30k_bin, ptb_bin, arch, 
     assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in model.parameters())
 
 
-def test_gumbel_gates_are_random_in_training_only(multi30k_bin):
+def test_gumbel_gates_are_random_in_training_only_and_each_gate_type_builds(multi30k_bin):
     task, model, _ = build(multi30k_bin, "--arch", "g2_lstm", *TINY["g2_lstm"], "--dropout", "0")
     batch = sample(task, n=4)
     model.train()
@@ -106,6 +106,10 @@ def test_gumbel_gates_are_random_in_training_only(multi30k_bin):
     assert (cell.gate_type, cell.temperature, cell.gumbel_fraction) == ("gumbel", 0.9, 1.0)
     _, sharpened, _ = build(multi30k_bin, "--arch", "g2_lstm", *TINY["g2_lstm"], "--gates", "sharpened", split=None)
     assert sharpened.decoder.rnn.cells[0].temperature == 0.2, "the paper's sharpened-sigmoid temperature"
+    _, baseline, _ = build(multi30k_bin, "--arch", "g2_lstm", *TINY["g2_lstm"], "--gates", "sigmoid", "--dropout", "0")
+    baseline.train()
+    assert torch.equal(baseline(**batch["net_input"])[0], baseline(**batch["net_input"])[0])
+    assert (baseline.encoder.rnn.cells[0].gate_type, baseline.encoder.rnn.cells[0].temperature) == ("sigmoid", None)
 
 
 @pytest.mark.parametrize(

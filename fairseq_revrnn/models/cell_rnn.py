@@ -139,6 +139,7 @@ class CellRNNEncoder(FairseqEncoder):
         self.cfg = cfg
         self.padding_idx = dictionary.pad()
         self.embed_tokens = Embedding(len(dictionary), cfg.encoder_embed_dim, self.padding_idx)
+        self.dropout_in, self.dropout_out = float(cfg.encoder_dropout_in), float(cfg.encoder_dropout_out)
         sizes = [cfg.encoder_hidden_size] * cfg.encoder_layers
         self.rnn = CellRNN(cell, cfg.encoder_embed_dim, sizes, cfg.encoder_bidirectional, cfg.encoder_dropout_out)
 
@@ -148,9 +149,9 @@ class CellRNNEncoder(FairseqEncoder):
 
     def forward(self, src_tokens: torch.Tensor, src_lengths: Optional[torch.Tensor] = None, **kwargs) -> dict:
         pad = src_tokens.eq(self.padding_idx).t()
-        x = F.dropout(self.embed_tokens(src_tokens), self.cfg.encoder_dropout_in, self.training).transpose(0, 1)
+        x = F.dropout(self.embed_tokens(src_tokens), self.dropout_in, self.training).transpose(0, 1)
         outputs, finals = self.rnn(x, valid=~pad if bool(pad.any()) else None)
-        outputs = F.dropout(outputs, self.cfg.encoder_dropout_out, self.training)
+        outputs = F.dropout(outputs, self.dropout_out, self.training)
         d = self.rnn.directions
         layers = [finals[i : i + d] for i in range(0, len(finals), d)]
         # per layer, each state variable with its directions concatenated: (batch, size * directions)
@@ -178,6 +179,7 @@ class CellDecoder(FairseqIncrementalDecoder):
         self.cfg = cfg
         self.padding_idx = dictionary.pad()
         self.embed_tokens = Embedding(len(dictionary), cfg.decoder_embed_dim, self.padding_idx)
+        self.dropout_in, self.dropout_out = float(cfg.decoder_dropout_in), float(cfg.decoder_dropout_out)
         self.rnn = rnn
         out_dim = _out_embed_dim(cfg, top)
         self.additional_fc = Linear(top, out_dim) if out_dim != top else None
@@ -185,13 +187,13 @@ class CellDecoder(FairseqIncrementalDecoder):
 
     def embed(self, tokens: torch.Tensor) -> torch.Tensor:
         """(batch, time) tokens -> (time, batch, embed_dim), with input dropout."""
-        x = F.dropout(self.embed_tokens(tokens), self.cfg.decoder_dropout_in, self.training)
+        x = F.dropout(self.embed_tokens(tokens), self.dropout_in, self.training)
         return x.transpose(0, 1)
 
     def output_layer(self, features: torch.Tensor) -> torch.Tensor:
         """(batch, time, top) -> logits (batch, time, vocabulary)."""
         if self.additional_fc is not None:
-            features = F.dropout(self.additional_fc(features), self.cfg.decoder_dropout_out, self.training)
+            features = F.dropout(self.additional_fc(features), self.dropout_out, self.training)
         if self.fc_out is None:
             return F.linear(features, self.embed_tokens.weight)
         return self.fc_out(features)
@@ -251,7 +253,7 @@ class CellRNNDecoder(CellDecoder):
             if self.attention is not None:
                 hidden, attn = self.attention(hidden, source, pad)
                 scores.append(attn)
-            feed = F.dropout(hidden, self.cfg.decoder_dropout_out, self.training)
+            feed = F.dropout(hidden, self.dropout_out, self.training)
             outputs.append(feed)
         self.cache(incremental_state, states, feed=feed)
         attn = torch.stack(scores).permute(2, 0, 1) if scores else None  # (batch, time, source)
@@ -277,7 +279,7 @@ class CellRNNLMDecoder(CellDecoder):
         pad = src_tokens.eq(self.padding_idx).t()
         outputs, states = self.rnn(self.embed(src_tokens), states, valid=~pad if bool(pad.any()) else None)
         self.cache(incremental_state, states)
-        features = F.dropout(outputs, self.cfg.decoder_dropout_out, self.training).transpose(0, 1)
+        features = F.dropout(outputs, self.dropout_out, self.training).transpose(0, 1)
         return self.output_layer(features), {"attn": None}
 
     def max_positions(self) -> int:

@@ -42,8 +42,11 @@ class G2Options(FairseqDataclass):
 
 def g2_unit(cfg) -> functools.partial:
     """The G2-LSTM cell factory for ``cfg``; a bad option raises ValueError naming it."""
-    gates, tau, fraction = gate_settings(str(cfg.gates), cfg.gate_temperature, cfg.gumbel_fraction, OPTION_NAMES)
-    return functools.partial(G2LSTMCell, gates=gates, temperature=tau, gumbel_fraction=fraction)
+    gates = str(cfg.gates)
+    gate_settings(gates, cfg.gate_temperature, cfg.gumbel_fraction, OPTION_NAMES)
+    return functools.partial(
+        G2LSTMCell, gates=gates, temperature=cfg.gate_temperature, gumbel_fraction=cfg.gumbel_fraction
+    )
 
 
 @dataclass

@@ -38,8 +38,9 @@ _ARGUMENTS = {"gates": "gates", "temperature": "temperature", "gumbel_fraction":
 
 def gate_settings(
     gates: str, temperature: Optional[float], gumbel_fraction: float, names: Mapping[str, str] = _ARGUMENTS
-) -> tuple[str, float, float]:
-    """Check the gate options and resolve the temperature (None: the paper's for ``gates``).
+) -> tuple[str, Optional[float], float]:
+    """Check the gate options and resolve the temperature (None: the paper's for ``gates``;
+    sigmoid gates have none).
 
     Errors name each option as ``names`` spells it (the cell's arguments by default, the
     command-line options for a fairseq model) and say what is allowed."""
@@ -49,12 +50,14 @@ def gate_settings(
         raise ValueError(f"{names['temperature']} is only used with {names['gates']} sharpened or gumbel")
     if gates != "gumbel" and gumbel_fraction != 1.0:
         raise ValueError(f"{names['gumbel_fraction']} is only used with {names['gates']} gumbel")
-    tau = PAPER_TEMPERATURE.get(gates, 1.0) if temperature is None else temperature
-    if isinstance(tau, bool) or not isinstance(tau, (int, float)) or not 0 < tau < math.inf:
-        raise ValueError(f"{names['temperature']} must be a number > 0; got {temperature!r}")
     fraction = gumbel_fraction
     if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not 0 < fraction <= 1:
         raise ValueError(f"{names['gumbel_fraction']} must be in (0, 1]; got {gumbel_fraction!r}")
+    if gates == "sigmoid":
+        return gates, None, float(fraction)
+    tau = PAPER_TEMPERATURE[gates] if temperature is None else temperature
+    if isinstance(tau, bool) or not isinstance(tau, (int, float)) or not 0 < tau < math.inf:
+        raise ValueError(f"{names['temperature']} must be a number > 0; got {temperature!r}")
     return gates, float(tau), float(fraction)
 
 
