@@ -90,8 +90,8 @@ MUTATIONS = [
     Mutation(
         "fixed point converted through the narrow float dtype",
         "core/fixed_point.py",
-        "return h.to(wide_dtype(dtype)).mul_(_H_INV).to(dtype)",
-        "return h.to(dtype).mul_(_H_INV)",
+        "return h.to(wide_dtype(dtype)).mul_(float(2.0**-radix)).to(dtype)",
+        "return h.to(dtype).mul_(float(2.0**-radix))",
     ),
     Mutation(
         "the bound on h's forget value ignored by the LSTM gates",
@@ -126,8 +126,8 @@ MUTATIONS = [
     Mutation(
         "the host-side bound trusted past the overflow limit (no push ever)",
         "core/buffer.py",
-        "if self.bound_bits <= OVERFLOW_BITS:",
-        "if True:",
+        "return bits + self.growth_bits * (steps - 1) <= self.overflow_bits",
+        "return True",
     ),
     Mutation(
         "the loss gradient computed under autograd (every block's logits kept)",

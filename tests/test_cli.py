@@ -120,9 +120,10 @@ def lm_args(data, save, tokens_per_sample: int = 35, break_mode: str = "none") -
 
 
 def test_language_model_train_eval_resume(ptb_bin, tmp_path):
-    """Trains with --rev-overflow bound (no host syncs for the buffers), which the checkpoint keeps."""
+    """Trains with --rev-overflow bound (no host syncs for the buffers) and other radices than the
+    paper's, which the checkpoint keeps for fairseq-eval-lm and the resumed run."""
     save = tmp_path / "checkpoints"
-    args = [*lm_args(ptb_bin, save), "--rev-overflow", "bound"]
+    args = [*lm_args(ptb_bin, save), "--rev-overflow", "bound", "--hidden-radix", "16", "--forget-radix", "8"]
     train = cli("fairseq-train", *args, "--max-update", "3", cwd=tmp_path)
     steps = json_logs(train.stderr + train.stdout, "train_inner")
     assert {"mem_savings", "mem_savings_ideal"} <= set(steps[-1])
@@ -137,7 +138,7 @@ def test_language_model_train_eval_resume(ptb_bin, tmp_path):
     resume = cli("fairseq-train", *args, "--max-update", "4", cwd=tmp_path)
     assert json_logs(resume.stderr + resume.stdout, "train_inner")[-1]["num_updates"] == "4"
     saved = torch.load(save / "checkpoint_last.pt", weights_only=False)["cfg"]["model"]
-    assert saved["rev_overflow"] == "bound"
+    assert (saved["rev_overflow"], saved["hidden_radix"], saved["forget_radix"]) == ("bound", 16, 8)
 
 
 def test_g2_gates_train_and_beam_search(multi30k_bin, tmp_path):
@@ -201,6 +202,8 @@ def test_safe_loading_still_refuses_other_objects(tmp_path):
             "--rev-overflow: invalid choice: 'no' (choose from 'auto', 'read', 'margin', 'bound')",
         ),
         (["--gates", "binary"], "--gates: invalid choice: 'binary' (choose from 'sigmoid', 'sharpened', 'gumbel')"),
+        (["--hidden-radix", "0"], "--hidden-radix must be an integer in 1..51; got 0"),
+        (["--forget-radix", "4", "--max-forget-bits", "5"], "--max-forget-bits must be at most --forget-radix (4)"),
         (["--gate-temperature", "0.5"], "--gate-temperature is only used with --gates sharpened or gumbel"),
         (["--gates", "gumbel", "--gate-temperature", "-1"], "--gate-temperature must be a number > 0; got -1.0"),
     ],

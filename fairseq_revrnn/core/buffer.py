@@ -30,8 +30,8 @@ from .fixed_point import RZ
 
 Tensor = torch.Tensor
 
-_LOW = 2**RZ - 1
-# B * 2**RZ + (2**RZ - 1) must stay below 2**63.
+# B * 2**RZ + (2**RZ - 1) must stay below 2**63 (here for the default RZ; a
+# buffer's own limit is InfoBuffer.overflow_bits).
 OVERFLOW_BITS = 63 - RZ
 OVERFLOW_AT = 2**OVERFLOW_BITS
 # Under the margin plan a stack's buffers are pushed when fewer than about this
@@ -86,42 +86,54 @@ def where_valid(valid: Optional[Tensor], new: Tensor, old: Tensor) -> Tensor:
     return new if valid is None else torch.where(valid, new, old)
 
 
-def multiply(h: Tensor, z: Tensor, buf: Tensor, valid: Optional[Tensor] = None) -> tuple[Tensor, Tensor, Tensor]:
-    """``h* z* / 2**RZ``, exactly invertible: the product, the new buffer and the
+def multiply(
+    h: Tensor, z: Tensor, buf: Tensor, valid: Optional[Tensor] = None, radix: int = RZ
+) -> tuple[Tensor, Tensor, Tensor]:
+    """``h* z* / 2**radix``, exactly invertible: the product, the new buffer and the
     bits destroyed (summed over real positions: the ideal cost)."""
-    b = torch.bitwise_left_shift(buf, RZ) | (h & _LOW)
+    b = torch.bitwise_left_shift(buf, radix) | (h & (2**radix - 1))
     q = torch.div(b, z, rounding_mode="floor")
-    out = torch.bitwise_right_shift(h, RZ) * z + (b - q * z)
-    lost = RZ - torch.log2(z.to(torch.float64))
+    out = torch.bitwise_right_shift(h, radix) * z + (b - q * z)
+    lost = radix - torch.log2(z.to(torch.float64))
     if valid is not None:
         lost = lost * valid
     return where_valid(valid, out, h), where_valid(valid, q, buf), lost.sum()
 
 
-def divide(h: Tensor, z: Tensor, buf: Tensor, valid: Optional[Tensor] = None) -> tuple[Tensor, Tensor]:
+def divide(h: Tensor, z: Tensor, buf: Tensor, valid: Optional[Tensor] = None, radix: int = RZ) -> tuple[Tensor, Tensor]:
     """Exact inverse of :func:`multiply`: the state and buffer before it."""
     q = torch.div(h, z, rounding_mode="floor")
     b = buf * z + (h - q * z)
-    out = torch.bitwise_left_shift(q, RZ) | (b & _LOW)
-    return where_valid(valid, out, h), where_valid(valid, torch.bitwise_right_shift(b, RZ), buf)
+    out = torch.bitwise_left_shift(q, radix) | (b & (2**radix - 1))
+    return where_valid(valid, out, h), where_valid(valid, torch.bitwise_right_shift(b, radix), buf)
 
 
 class InfoBuffer:
     """Per-unit buffer for one state tensor of shape ``(batch, units)``: the
-    current entries ``buf`` and the stack of full buffers pushed on overflow."""
+    current entries ``buf`` and the stack of full buffers pushed on overflow.
+    ``radix`` is the forget values' RZ: entries must stay below
+    ``2**(63 - radix)``."""
 
-    def __init__(self, shape: tuple[int, int], device: torch.device, growth_bits: int = RZ) -> None:
-        self.buf = torch.zeros(shape, dtype=torch.int64, device=device)
+    def __init__(
+        self,
+        shape: tuple[int, int],
+        device: torch.device,
+        growth_bits: int = RZ,
+        radix: int = RZ,
+        entries: Optional[Tensor] = None,
+    ) -> None:
+        self.buf = torch.zeros(shape, dtype=torch.int64, device=device) if entries is None else entries
         self.stack: list[Tensor] = []
         self.push_steps: list[int] = []
-        self.growth_bits = growth_bits
+        self.growth_bits, self.radix = growth_bits, radix
+        self.overflow_bits = 63 - radix
         self.bound_bits = 0  # every entry is below 2**bound_bits
         self.reads = 0  # device reads made to decide an overflow
 
     def has_room(self, bits: int, steps: int) -> bool:
-        """Whether entries below ``2**bits`` stay below ``OVERFLOW_AT`` before each of
-        the next ``steps`` multiplications."""
-        return bits + self.growth_bits * (steps - 1) <= OVERFLOW_BITS
+        """Whether entries below ``2**bits`` stay below ``2**overflow_bits`` before
+        each of the next ``steps`` multiplications."""
+        return bits + self.growth_bits * (steps - 1) <= self.overflow_bits
 
     def push(self, step: int) -> None:
         """Put the entries on the stack (popped by the division at ``step``) and restart from zeros."""
@@ -147,12 +159,12 @@ class InfoBuffer:
 
     def multiply(self, h: Tensor, z: Tensor, step: int, valid: Optional[Tensor] = None) -> Tensor:
         """Return ``h* z* / 2**RZ`` exactly invertible, storing lost bits."""
-        out, self.buf, _ = multiply(h, z, self.before_multiply(step), valid)
+        out, self.buf, _ = multiply(h, z, self.before_multiply(step), valid, self.radix)
         return out
 
     def divide(self, h: Tensor, z: Tensor, step: int, valid: Optional[Tensor] = None) -> Tensor:
         """Exact inverse of :meth:`multiply` at the same step."""
-        out, buf = divide(h, z, self.buf, valid)
+        out, buf = divide(h, z, self.buf, valid, self.radix)
         self.after_divide(step, buf)
         return out
 
@@ -162,26 +174,25 @@ class InfoBuffer:
 
     @classmethod
     def restore(
-        cls, tensors: list[Tensor], push_steps: list[int], growth_bits: int = RZ, bound_bits: int = 64
+        cls, tensors: list[Tensor], push_steps: list[int], growth_bits: int = RZ, bound_bits: int = 64, radix: int = RZ
     ) -> InfoBuffer:
         """A buffer over saved tensors; without ``bound_bits`` its entries are
         unknown, so the next multiplication reads them."""
-        obj = cls.__new__(cls)
-        obj.buf = tensors[0]
+        obj = cls(tuple(tensors[0].shape), tensors[0].device, growth_bits, radix, entries=tensors[0])
         obj.stack = list(tensors[1:])
         obj.push_steps = list(push_steps)
-        obj.growth_bits, obj.bound_bits, obj.reads = growth_bits, bound_bits, 0
+        obj.bound_bits = bound_bits
         return obj
 
     def copy(self) -> InfoBuffer:
         """An independent buffer with the same contents (tensors are never
         modified in place, so they can be shared)."""
-        return InfoBuffer.restore(self.tensors(), self.push_steps, self.growth_bits, self.bound_bits)
+        return InfoBuffer.restore(self.tensors(), self.push_steps, self.growth_bits, self.bound_bits, self.radix)
 
     def index_select(self, order: Tensor) -> InfoBuffer:
         """A copy holding only the batch rows ``order`` (beam search reordering)."""
         tensors = [t.index_select(0, order) for t in self.tensors()]
-        return InfoBuffer.restore(tensors, self.push_steps, self.growth_bits, self.bound_bits)
+        return InfoBuffer.restore(tensors, self.push_steps, self.growth_bits, self.bound_bits, self.radix)
 
     def actual_bits(self) -> int:
         """Whole int64 words held (current buffer and stack) plus push bookkeeping."""

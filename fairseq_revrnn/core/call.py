@@ -16,7 +16,7 @@ from typing import NamedTuple, Optional, Sequence
 import torch
 
 from .dropout import StackMasks
-from .fixed_point import Forgetting
+from .fixed_point import RH, Forgetting
 from .head import StepHead
 from .noise import GateNoise
 
@@ -92,6 +92,7 @@ class StackConfig:
     overflow: str = "auto"  # buffer overflow handling: buffer.OVERFLOW_MODES
     gates: str = "sigmoid"  # input and forget gates: noise.GATE_MODES
     temperature: float = 1.0  # tau of sharpened and Gumbel gates
+    hidden_radix: int = RH  # states are multiples of 2**-hidden_radix (the forget radix: forgetting.radix)
 
     @property
     def num_layers(self) -> int:

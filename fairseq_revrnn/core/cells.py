@@ -27,7 +27,7 @@ from typing import NamedTuple, Optional
 import torch
 
 from .buffer import divide, multiply, where_valid
-from .fixed_point import RZ, Forgetting, on_grid, to_fixed, to_float
+from .fixed_point import RH, Forgetting, on_grid, to_fixed, to_float
 
 Tensor = torch.Tensor
 
@@ -80,7 +80,8 @@ class HalfSpec:
     attention slice in half 1), rounded onto the ``keep_dtype`` grid because
     they are stored anyway. ``dtype``: the model's float dtype.
     ``temperature``: tau of the G2 gates, ``sigmoid((a + noise) / tau)``
-    (1: plain sigmoids).
+    (1: plain sigmoids). ``hidden_radix``: RH, states are multiples of
+    ``2**-hidden_radix`` (the forget radix is ``forgetting.radix``).
     """
 
     forgetting: Forgetting
@@ -88,6 +89,7 @@ class HalfSpec:
     keep: int = 0
     keep_dtype: torch.dtype = torch.float32
     temperature: float = 1.0
+    hidden_radix: int = RH
 
 
 def _sharpen(a: Tensor, noise: Optional[Tensor], tau: float) -> Tensor:
@@ -97,32 +99,34 @@ def _sharpen(a: Tensor, noise: Optional[Tensor], tau: float) -> Tensor:
     return a if tau == 1.0 else a / tau
 
 
-def _forget(h: Tensor, z: Optional[Tensor], buf: Optional[Tensor], keep: int, valid: Optional[Tensor]):
+def _forget(h: Tensor, z: Optional[Tensor], buf: Optional[Tensor], keep: int, valid: Optional[Tensor], rz: int):
     """``h * z`` exactly; the first ``keep`` units lossy. Returns the product, the
     buffer and the bits destroyed (None without forgetting)."""
     if z is None:
         return h, buf, None
     if keep == 0:
-        return multiply(h, z, buf, valid)
-    kept = where_valid(valid, torch.bitwise_right_shift(h[:, :keep] * z[:, :keep], RZ), h[:, :keep])
-    rest, buf, lost = multiply(h[:, keep:], z[:, keep:], buf, valid)
+        return multiply(h, z, buf, valid, rz)
+    kept = where_valid(valid, torch.bitwise_right_shift(h[:, :keep] * z[:, :keep], rz), h[:, :keep])
+    rest, buf, lost = multiply(h[:, keep:], z[:, keep:], buf, valid, rz)
     return torch.cat([kept, rest], dim=1), buf, lost
 
 
-def _unforget(h: Tensor, z: Optional[Tensor], buf: Optional[Tensor], keep: int, kept_old, valid: Optional[Tensor]):
+def _unforget(
+    h: Tensor, z: Optional[Tensor], buf: Optional[Tensor], keep: int, kept_old, valid: Optional[Tensor], rz: int
+):
     """Inverse of :func:`_forget`; the lossy units come back from ``kept_old``."""
     if z is None:
         return h, buf
     if keep == 0:
-        return divide(h, z, buf, valid)
-    rest, buf = divide(h[:, keep:], z[:, keep:], buf, valid)
+        return divide(h, z, buf, valid, rz)
+    rest, buf = divide(h[:, keep:], z[:, keep:], buf, valid, rz)
     return torch.cat([kept_old, rest], dim=1), buf
 
 
 def _add(h: Tensor, add: Tensor, spec: HalfSpec, keep: int, valid: Optional[Tensor]) -> Tensor:
-    new = h + to_fixed(add)
+    new = h + to_fixed(add, spec.hidden_radix)
     if keep:
-        new = torch.cat([on_grid(new[:, :keep], spec.keep_dtype), new[:, keep:]], dim=1)
+        new = torch.cat([on_grid(new[:, :keep], spec.keep_dtype, spec.hidden_radix), new[:, keep:]], dim=1)
     return where_valid(valid, new, h)
 
 
@@ -155,7 +159,7 @@ class GRUHalf:
         """The exact update: new state, new buffers, bits destroyed."""
         fg = spec.forgetting
         zq = None if fg.disabled else fg.hidden.quantize(G.z)
-        h, bh, lost = _forget(state.h, zq, None if bufs is None else bufs.h, spec.keep, valid)
+        h, bh, lost = _forget(state.h, zq, None if bufs is None else bufs.h, spec.keep, valid, fg.radix)
         h = _add(h, (1 - G.z) * G.g, spec, spec.keep, valid)
         return HalfState(h), None if bufs is None else HalfState(bh), lost
 
@@ -163,8 +167,8 @@ class GRUHalf:
     def unstep(G: GRUGates, state: HalfState, bufs: Optional[HalfState], spec: HalfSpec, valid, kept_old):
         fg = spec.forgetting
         zq = None if fg.disabled else fg.hidden.quantize(G.z)
-        base = where_valid(valid, state.h - to_fixed((1 - G.z) * G.g), state.h)
-        h, bh = _unforget(base, zq, None if bufs is None else bufs.h, spec.keep, kept_old, valid)
+        base = where_valid(valid, state.h - to_fixed((1 - G.z) * G.g, spec.hidden_radix), state.h)
+        h, bh = _unforget(base, zq, None if bufs is None else bufs.h, spec.keep, kept_old, valid, fg.radix)
         return HalfState(h), None if bufs is None else HalfState(bh)
 
     @staticmethod
@@ -244,10 +248,11 @@ class LSTMHalf:
         if not fg.disabled:
             fq, pq = fg.quantize(G.f), fg.hidden.quantize(G.p)
         bh, bc = (None, None) if bufs is None else bufs
-        c, bc, lost_c = _forget(state.c, fq, bc, 0, valid)
+        rh = spec.hidden_radix
+        c, bc, lost_c = _forget(state.c, fq, bc, 0, valid, fg.radix)
         c = _add(c, G.i * G.g, spec, 0, valid)
-        h, bh, lost_h = _forget(state.h, pq, bh, spec.keep, valid)
-        h = _add(h, G.o * torch.tanh(to_float(c, spec.dtype)), spec, spec.keep, valid)
+        h, bh, lost_h = _forget(state.h, pq, bh, spec.keep, valid, fg.radix)
+        h = _add(h, G.o * torch.tanh(to_float(c, spec.dtype, rh)), spec, spec.keep, valid)
         return HalfState(h, c), None if bufs is None else HalfState(bh, bc), _lost(lost_c, lost_h)
 
     @staticmethod
@@ -257,10 +262,13 @@ class LSTMHalf:
         if not fg.disabled:
             fq, pq = fg.quantize(G.f), fg.hidden.quantize(G.p)
         bh, bc = (None, None) if bufs is None else bufs
-        base_h = where_valid(valid, state.h - to_fixed(G.o * torch.tanh(to_float(state.c, spec.dtype))), state.h)
-        base_c = where_valid(valid, state.c - to_fixed(G.i * G.g), state.c)
-        h, bh = _unforget(base_h, pq, bh, spec.keep, kept_old, valid)
-        c, bc = _unforget(base_c, fq, bc, 0, None, valid)
+        rh = spec.hidden_radix
+        base_h = where_valid(
+            valid, state.h - to_fixed(G.o * torch.tanh(to_float(state.c, spec.dtype, rh)), rh), state.h
+        )
+        base_c = where_valid(valid, state.c - to_fixed(G.i * G.g, rh), state.c)
+        h, bh = _unforget(base_h, pq, bh, spec.keep, kept_old, valid, fg.radix)
+        c, bc = _unforget(base_c, fq, bc, 0, None, valid, fg.radix)
         return HalfState(h, c), None if bufs is None else HalfState(bh, bc)
 
     @staticmethod

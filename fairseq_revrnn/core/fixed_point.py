@@ -2,7 +2,9 @@
 
 Hidden states are integers ``h* = h * 2**RH`` held in int64; forget values are
 ``z* / 2**RZ`` with ``0 < z* < 2**RZ``. Everything the exact reversal needs is
-integer arithmetic on these, so forward and reverse agree bit for bit.
+integer arithmetic on these, so forward and reverse agree bit for bit. The
+radices RH and RZ (the paper's 23 and 10) are options of a stack
+(:func:`check_radices` says which pairs int64 holds).
 """
 
 from __future__ import annotations
@@ -14,8 +16,25 @@ import torch
 
 RH = 23
 RZ = 10
-_H_SCALE = float(2**RH)
-_H_INV = float(2.0**-RH)
+MAX_FORGET_RADIX = 16
+# int64 must hold a state times 2**(RH + RZ) (the product h* z* of the kept,
+# lossy units); 63 - 52 = 11 bits leave room for |h|, |c| below 2**11.
+MAX_RADIX_SUM = 52
+
+
+def check_radices(
+    hidden_radix: int, forget_radix: int, names: tuple[str, str] = ("hidden_radix", "forget_radix")
+) -> None:
+    """Refuse radices int64 cannot hold, naming the options (as ``names`` spell them) and the limits."""
+    hidden, forget = names
+    for name, value, top in ((hidden, hidden_radix, MAX_RADIX_SUM - 1), (forget, forget_radix, MAX_FORGET_RADIX)):
+        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= top:
+            raise ValueError(f"{name} must be an integer in 1..{top}; got {value!r}")
+    if hidden_radix + forget_radix > MAX_RADIX_SUM:
+        raise ValueError(
+            f"{hidden} + {forget} must be at most {MAX_RADIX_SUM} (int64 holds a state times "
+            f"2**({hidden} + {forget}) for states below 2**{63 - MAX_RADIX_SUM}); got {hidden_radix} + {forget_radix}"
+        )
 
 
 def wide_dtype(dtype: torch.dtype) -> torch.dtype:
@@ -30,33 +49,35 @@ def wide_dtype(dtype: torch.dtype) -> torch.dtype:
     return torch.float64 if dtype == torch.float64 else torch.float32
 
 
-def to_fixed(x: torch.Tensor) -> torch.Tensor:
-    """Round a float tensor to the fixed-point grid (int64 ``h*``)."""
-    return torch.round(x.to(wide_dtype(x.dtype)) * _H_SCALE).to(torch.int64)
+def to_fixed(x: torch.Tensor, radix: int = RH) -> torch.Tensor:
+    """Round a float tensor to the fixed-point grid (int64 ``h* = h * 2**radix``)."""
+    return torch.round(x.to(wide_dtype(x.dtype)) * float(2**radix)).to(torch.int64)
 
 
-def to_float(h: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+def to_float(h: torch.Tensor, dtype: torch.dtype, radix: int = RH) -> torch.Tensor:
     """The float value of fixed-point integers, rounded once to ``dtype``."""
-    return h.to(wide_dtype(dtype)).mul_(_H_INV).to(dtype)
+    return h.to(wide_dtype(dtype)).mul_(float(2.0**-radix)).to(dtype)
 
 
-def on_grid(h: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+def on_grid(h: torch.Tensor, dtype: torch.dtype, radix: int = RH) -> torch.Tensor:
     """Round ``h*`` so that storing it as ``dtype`` and reading it back is exact."""
-    return to_fixed(to_float(h, dtype))
+    return to_fixed(to_float(h, dtype, radix), radix)
 
 
-def check_ceiling(name: str, value: Optional[float], max_bits: Optional[int], disabled: bool = False) -> None:
+def check_ceiling(
+    name: str, value: Optional[float], max_bits: Optional[int], disabled: bool = False, radix: int = RZ
+) -> None:
     """Refuse a forget-value ceiling that leaves no forget value to use, naming the option ``name``."""
     if value is None:
         return
     if disabled:
         raise ValueError(f"{name} bounds forget values; the no-forgetting variant has none")
-    floor = 2 ** (RZ - max_bits) if max_bits is not None else 1
-    low = floor / 2**RZ
+    floor = 2 ** (radix - max_bits) if max_bits is not None else 1
+    low = floor / 2**radix
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not low < value < 1:
         raise ValueError(f"{name} must be a number in ({low:g}, 1), above the smallest forget value; got {value!r}")
-    if int(value * 2**RZ) <= floor:
-        raise ValueError(f"{name}={value!r} leaves no forget value above {low:g} on the 2**-{RZ} grid")
+    if int(value * 2**radix) <= floor:
+        raise ValueError(f"{name}={value!r} leaves no forget value above {low:g} on the 2**-{radix} grid")
 
 
 @dataclass(frozen=True)
@@ -67,6 +88,8 @@ class Forgetting:
     ``z = (1 - 2**-k) * sigmoid(a) + 2**-k``; ``None`` means no limit (only
     ``z* >= 1``). ``disabled`` is the no-forgetting (NF) variant: the
     multiplicative forget factor is exactly 1 and updates are purely additive.
+
+    ``radix`` is RZ: forget values are multiples of ``2**-radix``.
 
     ``ceiling`` caps the forget values at ``z*max / 2**RZ`` (the grid point at
     or below it): ``z = beta + (ceiling - beta) * sigmoid(a)``. Without it the
@@ -81,13 +104,16 @@ class Forgetting:
     disabled: bool = False
     ceiling: Optional[float] = None
     hidden_ceiling: Optional[float] = None
+    radix: int = RZ
 
     def __post_init__(self) -> None:
-        bits = self.max_bits
-        if bits is not None and (isinstance(bits, bool) or not isinstance(bits, int) or not 1 <= bits <= RZ):
-            raise ValueError(f"max_forget_bits must be an integer in 1..{RZ} or None (no limit); got {bits!r}")
-        check_ceiling("ceiling", self.ceiling, bits, self.disabled)
-        check_ceiling("hidden_ceiling", self.hidden_ceiling, bits, self.disabled)
+        bits, rz = self.max_bits, self.radix
+        if bits is not None and (isinstance(bits, bool) or not isinstance(bits, int) or not 1 <= bits <= rz):
+            raise ValueError(
+                f"max_forget_bits must be an integer in 1..{rz} (the forget radix) or None (no limit); got {bits!r}"
+            )
+        check_ceiling("ceiling", self.ceiling, bits, self.disabled, rz)
+        check_ceiling("hidden_ceiling", self.hidden_ceiling, bits, self.disabled, rz)
         # computed once, not a cached_property: compiled code cannot enter its lock
         hidden = self
         if self.hidden_ceiling is not None:
@@ -105,12 +131,12 @@ class Forgetting:
 
     @property
     def max_z(self) -> int:
-        return 2**RZ - 1 if self.ceiling is None else int(self.ceiling * 2**RZ)
+        return 2**self.radix - 1 if self.ceiling is None else int(self.ceiling * 2**self.radix)
 
     @property
     def top(self) -> float:
         """The largest forget value before quantisation."""
-        return 1.0 if self.ceiling is None else self.max_z / 2**RZ
+        return 1.0 if self.ceiling is None else self.max_z / 2**self.radix
 
     @property
     def alpha(self) -> float:
@@ -122,12 +148,12 @@ class Forgetting:
 
     @property
     def min_z(self) -> int:
-        return 2 ** (RZ - self.max_bits) if self.limited else 1
+        return 2 ** (self.radix - self.max_bits) if self.limited else 1
 
     @property
     def growth_bits(self) -> int:
         """The most bits one multiplication can add to a buffer entry: ``-log2`` of the smallest forget value."""
-        return RZ - (self.min_z.bit_length() - 1)
+        return self.radix - (self.min_z.bit_length() - 1)
 
     def limit(self, s: torch.Tensor) -> torch.Tensor:
         """Map a sigmoid output in (0, 1) to a forget value in (beta, top)."""
@@ -137,4 +163,4 @@ class Forgetting:
 
     def quantize(self, z: torch.Tensor) -> torch.Tensor:
         """Integer numerator ``z*`` of the forget value actually applied."""
-        return torch.round(z * float(2**RZ)).clamp_(self.min_z, self.max_z).to(torch.int64)
+        return torch.round(z * float(2**self.radix)).clamp_(self.min_z, self.max_z).to(torch.int64)

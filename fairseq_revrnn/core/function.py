@@ -52,7 +52,7 @@ class ReversibleStackFunction(torch.autograd.Function):
         ctx.save_for_backward(
             *ctx.saved.pack(inputs=tensors, finals=final_ints, kept0=[kept0], slices=[slices], buffers=buf_tensors)
         )
-        finals = [to_float(v, call.dtype) for v in final_ints]
+        finals = [to_float(v, call.dtype, call.config.hidden_radix) for v in final_ints]
         return (out, slices, memory, *finals)
 
     @staticmethod
@@ -61,7 +61,10 @@ class ReversibleStackFunction(torch.autograd.Function):
         call, _, params = ctx.call.rebind(saved["inputs"])
         (kept0,), (slices,) = saved["kept0"], saved["slices"]
         buf_iter = iter(saved["buffers"])
-        buffers = iter(InfoBuffer.restore([next(buf_iter) for _ in range(n)], steps) for n, steps in ctx.buffers)
+        radix = call.config.forgetting.radix
+        buffers = iter(
+            InfoBuffer.restore([next(buf_iter) for _ in range(n)], steps, radix=radix) for n, steps in ctx.buffers
+        )
         cfg = call.config
         nv = cfg.nvars
         layers = []
@@ -76,7 +79,7 @@ class ReversibleStackFunction(torch.autograd.Function):
             grads.start_head(call, grad_out)
 
         def kept_at(t: int) -> Tensor:
-            return kept0 if t == 0 else to_fixed(slices[t - 1])
+            return kept0 if t == 0 else to_fixed(slices[t - 1], cfg.hidden_radix)
 
         walk_backward(call, layers, kept_at, grads, grad_out, grad_slices)
         for li, layer in enumerate(layers):

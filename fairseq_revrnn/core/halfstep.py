@@ -133,14 +133,14 @@ class HalfStep:
         spec = self.spec
         G = self.cell.gates(px, h_o, w, spec, noise)
         new, bufs, lost = self.cell.step(G, state, bufs, spec, valid)
-        return new, bufs, ideal if lost is None else ideal + lost, to_float(new.h, spec.dtype)
+        return new, bufs, ideal if lost is None else ideal + lost, to_float(new.h, spec.dtype, spec.hidden_radix)
 
     def _reverse(self, px: Tensor, h_o: Tensor, w: Tensor, state: HalfState, bufs, valid, kept_old, noise):
         """The state and buffers before the step, and the old ``h`` as floats."""
         spec = self.spec
         G = self.cell.gates(px, h_o, w, spec, noise)
         old, bufs = self.cell.unstep(G, state, bufs, spec, valid, kept_old)
-        return old, bufs, to_float(old.h, spec.dtype)
+        return old, bufs, to_float(old.h, spec.dtype, spec.hidden_radix)
 
     def _reverse_grad(
         self,
@@ -164,8 +164,8 @@ class HalfStep:
         dtype = spec.dtype
         G = cell.gates(px, h_o, w, spec, noise)
         old, bufs = cell.unstep(G, state, bufs, spec, valid, kept_old)
-        old_f = HalfState(*(to_float(v, dtype) for v in old.present()))
-        new_f = HalfState(h_new, *(to_float(v, dtype) for v in state.present()[1:]))
+        old_f = HalfState(*(to_float(v, dtype, spec.hidden_radix) for v in old.present()))
+        new_f = HalfState(h_new, *(to_float(v, dtype, spec.hidden_radix) for v in state.present()[1:]))
         g = cell.grad(G, old_f, new_f, h_o, w, dnew, spec, vf)
         return old, bufs, old_f.h, g.dstate, dh_other + g.dh_other, g.dpre, g.hh_inputs
 

@@ -61,7 +61,12 @@ class Layer:
             half_step(
                 self.cell,
                 HalfSpec(
-                    cfg.forgetting, call.dtype, self.keep if half == 0 else 0, call.slice_dtype, call.gate_temperature
+                    cfg.forgetting,
+                    call.dtype,
+                    self.keep if half == 0 else 0,
+                    call.slice_dtype,
+                    call.gate_temperature,
+                    cfg.hidden_radix,
                 ),
                 call.compiled,
             )
@@ -78,15 +83,16 @@ class Layer:
         halves = [split_halves(v) for v in ints_full]
         # contiguous like every later state, so the first step runs the same compiled code
         self.ints = [HalfState(*(h[half].contiguous() for h in halves)) for half in (0, 1)]
-        self.hf = [to_float(self.ints[half].h, self.dtype) for half in (0, 1)]
+        self.hf = [to_float(self.ints[half].h, self.dtype, self.cfg.hidden_radix) for half in (0, 1)]
         self.buffers = buffers
 
     def start_fresh(self, h0: list[Tensor], batch: int) -> None:
         """Start from float initial states, with empty buffers."""
-        ints = [to_fixed(v) for v in h0]
+        rh = self.cfg.hidden_radix
+        ints = [to_fixed(v, rh) for v in h0]
         if self.keep:
             ints[0] = torch.cat(
-                [on_grid(ints[0][:, : self.keep], self.kernels[0].spec.keep_dtype), ints[0][:, self.keep :]], dim=1
+                [on_grid(ints[0][:, : self.keep], self.kernels[0].spec.keep_dtype, rh), ints[0][:, self.keep :]], dim=1
             )
         self.start(ints, self._new_buffers(batch, h0[0].device))
 
@@ -94,11 +100,11 @@ class Layer:
         if self.cfg.forgetting.disabled:
             return None
         n = self.cfg.hidden_sizes[self.index] // 2
-        growth = self.cfg.forgetting.growth_bits
+        growth, radix = self.cfg.forgetting.growth_bits, self.cfg.forgetting.radix
         return [
             HalfState(
                 *(
-                    InfoBuffer((batch, n - (self.keep if (half == 0 and v == 0) else 0)), device, growth)
+                    InfoBuffer((batch, n - (self.keep if (half == 0 and v == 0) else 0)), device, growth, radix)
                     for v in range(self.cfg.nvars)
                 )
             )
@@ -176,7 +182,7 @@ class Layer:
 
     def slice_value(self) -> Tensor:
         """The kept units as stored for attention."""
-        return to_float(self.kept_slice(), self.kernels[0].spec.keep_dtype)
+        return to_float(self.kept_slice(), self.kernels[0].spec.keep_dtype, self.cfg.hidden_radix)
 
     def step(self, px: Tensor, step: Step) -> None:
         """Advance one time step exactly."""
@@ -257,7 +263,7 @@ class GraphLayer(Layer):
         self.gstate = [
             HalfState(
                 *(
-                    to_float(v, self.dtype) + grad_of(split_halves(v0)[half])
+                    to_float(v, self.dtype, self.cfg.hidden_radix) + grad_of(split_halves(v0)[half])
                     for v, v0 in zip(self.ints[half].present(), h0)
                 )
             )
@@ -283,7 +289,7 @@ class GraphLayer(Layer):
             else:
                 new, entries, lost = cell.step(G, self.ints[half], entries, kernel.spec, valid)
                 self.ideal = self.ideal if lost is None else self.ideal + lost
-        exact = HalfState(*(to_float(v, self.dtype) for v in new.present()))
+        exact = HalfState(*(to_float(v, self.dtype, self.cfg.hidden_radix) for v in new.present()))
         link = cell.surrogate(G, self.gstate[half], exact, fg)
         link = HalfState(*(where_valid(valid, n, o) for n, o in zip(link.present(), self.gstate[half].present())))
         self.gstate[half] = link

@@ -15,7 +15,7 @@ from .call import LayerParams, StackCall, StackConfig, per_layer
 from .cells import get_cell
 from .dropout import SeededMask, StackMasks
 from .engine import ExactState, advance, run_ordinary, trace_exact
-from .fixed_point import Forgetting, check_ceiling
+from .fixed_point import RH, RZ, Forgetting, check_ceiling, check_radices
 from .function import ReversibleStackFunction
 from .halfstep import check_compile_mode, resolve_compile
 from .head import StepHead
@@ -97,6 +97,10 @@ class ReversibleRNN(nn.Module):
             noise regenerated from a seed for the reverse; plain sigmoids in
             evaluation).
         gate_temperature: tau of sharpened and Gumbel gates.
+        hidden_radix, forget_radix: RH and RZ of the fixed point (the paper's
+            23 and 10): states are multiples of ``2**-hidden_radix``, forget
+            values of ``2**-forget_radix``; ``fixed_point.check_radices`` says
+            what int64 holds.
 
     Shapes: inputs (T, B, D) or an input provider; ``valid`` (T, B);
     ``state`` per layer ``(h, [c])`` of (B, H_l). Parameters per layer l:
@@ -123,6 +127,8 @@ class ReversibleRNN(nn.Module):
         overflow: str = "auto",
         gates: str = "sigmoid",
         gate_temperature: float = 0.9,
+        hidden_radix: int = RH,
+        forget_radix: int = RZ,
     ) -> None:
         super().__init__()
         cell = get_cell(cell_type)
@@ -145,8 +151,9 @@ class ReversibleRNN(nn.Module):
             raise ValueError(f"gates must be one of {', '.join(GATE_MODES)}; got {gates!r}")
         if isinstance(gate_temperature, bool) or not 0 < gate_temperature < math.inf:
             raise ValueError(f"gate_temperature must be a number > 0; got {gate_temperature!r}")
-        forgetting = Forgetting(None if no_forgetting else max_forget_bits, disabled=no_forgetting)
-        check_ceiling("max_hidden_forget", max_hidden_forget, forgetting.max_bits, no_forgetting)
+        check_radices(hidden_radix, forget_radix)
+        forgetting = Forgetting(None if no_forgetting else max_forget_bits, disabled=no_forgetting, radix=forget_radix)
+        check_ceiling("max_hidden_forget", max_hidden_forget, forgetting.max_bits, no_forgetting, forget_radix)
         forgetting = replace(forgetting, hidden_ceiling=max_hidden_forget)
         self.config = StackConfig(
             cell,
@@ -158,6 +165,7 @@ class ReversibleRNN(nn.Module):
             check_overflow_mode(overflow),
             gates,
             float(gate_temperature),
+            hidden_radix,
         )
         self.cell_type = cell_type
         self.compile = check_compile_mode(compile)
@@ -192,6 +200,8 @@ class ReversibleRNN(nn.Module):
             parts.append(f"compile={self.compile!r}")
         if cfg.overflow != "auto":
             parts.append(f"overflow={cfg.overflow!r}")
+        if (cfg.hidden_radix, fg.radix) != (RH, RZ):
+            parts.append(f"hidden_radix={cfg.hidden_radix}, forget_radix={fg.radix}")
         if cfg.gates != "sigmoid":
             parts.append(f"gates={cfg.gates!r}, gate_temperature={cfg.temperature}")
         return ", ".join(parts)

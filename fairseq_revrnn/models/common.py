@@ -16,7 +16,7 @@ from torch import nn
 from ..core import EmbeddingInput, ReversibleRNN, RNNOutput
 from ..core.buffer import OVERFLOW_MODES
 from ..core.dropout import variational_mask
-from ..core.fixed_point import RZ, check_ceiling
+from ..core.fixed_point import MAX_FORGET_RADIX, MAX_RADIX_SUM, RH, RZ, check_ceiling, check_radices
 from ..core.halfstep import COMPILE_MODES
 from ..core.loss import TokenLoss
 from ..core.memory import MemoryStats
@@ -35,15 +35,15 @@ def gate_options(cfg) -> dict:
     gates, tau, _ = gate_settings(
         str(safe_getattr(cfg, "gates", "sigmoid")), safe_getattr(cfg, "gate_temperature", None), 1.0, GATE_OPTION_NAMES
     )
-    return {"gates": gates, "gate_temperature": tau}
+    return {"gates": gates} if tau is None else {"gates": gates, "gate_temperature": tau}
 
 
-FORGET_BITS = [str(b) for b in range(1, RZ + 1)] + ["none"]
+FORGET_BITS = [str(b) for b in range(1, MAX_FORGET_RADIX + 1)] + ["none"]
 FORGET_BITS_CHOICES = ChoiceEnum(FORGET_BITS)
 
 HELP = {
     "cell_type": "reversible cell: lstm (RevLSTM) or gru (RevGRU)",
-    "max_forget_bits": f"forget at most this many bits per unit and step (1..{RZ}) or 'none' for no limit",
+    "max_forget_bits": "forget at most this many bits per unit and step (1..--forget-radix) or 'none' for no limit",
     "no_forgetting": "no-forgetting (NF) variant: forget values fixed at 1, purely additive updates",
     "max_hidden_forget": "upper bound on the forget value of h (RevLSTM's p in h <- p*h + o*tanh(c), RevGRU's z): "
     "a number in (2^-k, 1) for --max-forget-bits k, 'none' (the paper's cells: up to 1023/1024, so a RevLSTM's |h| "
@@ -60,6 +60,9 @@ HELP = {
     "(sigmoid(a / tau)) or gumbel (G2 gates of Li et al. 2018: Gumbel noise while training, regenerated for the "
     "reverse; plain sigmoids in evaluation)",
     "gate_temperature": "tau of sharpened or gumbel gates (default: the G2 paper's, 0.2 sharpened, 0.9 gumbel)",
+    "hidden_radix": f"RH: hidden states are fixed-point multiples of 2^-RH (default {RH}, the paper's)",
+    "forget_radix": f"RZ: forget values are multiples of 2^-RZ (default {RZ}, the paper's); at most "
+    f"{MAX_FORGET_RADIX}, and RH + RZ at most {MAX_RADIX_SUM} (int64 holds the products)",
     "dropout_in": "variational dropout on the first layer's inputs (one mask per sequence)",
     "dropout_out": "variational dropout on each layer's outputs (one mask per sequence)",
     "dropout_hidden": "DropConnect on the hidden-to-hidden weights (one mask per batch)",
@@ -122,8 +125,17 @@ def check_options(cfg, positive: Sequence[str], even: Sequence[str]) -> None:
             raise ValueError(f"{option_name(name)} must be a probability in [0, 1); got {p!r}")
     disabled = bool(cfg.no_forgetting)
     bits = None if disabled else forget_bits(cfg.max_forget_bits)
-    check_ceiling("--max-hidden-forget", hidden_forget(cfg), bits, disabled)
+    hidden_radix, forget_radix = radices(cfg)
+    check_radices(hidden_radix, forget_radix, ("--hidden-radix", "--forget-radix"))
+    if bits is not None and bits > forget_radix:
+        raise ValueError(f"--max-forget-bits must be at most --forget-radix ({forget_radix}); got {bits}")
+    check_ceiling("--max-hidden-forget", hidden_forget(cfg), bits, disabled, forget_radix)
     gate_options(cfg)
+
+
+def radices(cfg) -> tuple[int, int]:
+    """``--hidden-radix`` and ``--forget-radix`` (the paper's for checkpoints written without them)."""
+    return safe_getattr(cfg, "hidden_radix", RH), safe_getattr(cfg, "forget_radix", RZ)
 
 
 def build_stack(cfg, input_size: int, sizes: list[int], slice_dim: int, chunk_size: int) -> ReversibleRNN:
@@ -146,6 +158,7 @@ def build_stack(cfg, input_size: int, sizes: list[int], slice_dim: int, chunk_si
         compile=str(cfg.rev_compile),
         overflow=str(safe_getattr(cfg, "rev_overflow", "auto")),
         **gate_options(cfg),
+        **dict(zip(("hidden_radix", "forget_radix"), radices(cfg))),
     )
 
 

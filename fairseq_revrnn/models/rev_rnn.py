@@ -25,6 +25,7 @@ from .. import registry
 from ..core import MemoryStats, OutputHead, total
 from ..core.attention import ATTENTION_TYPES, uses_embeddings, uses_slice
 from ..core.dropout import variational_mask
+from ..core.fixed_point import RH, RZ
 from .common import (
     CELL_CHOICES,
     COMPILE_CHOICES,
@@ -79,6 +80,8 @@ class RevRNNConfig(FairseqDataclass):
     rev_overflow: OVERFLOW_CHOICES = field(default="auto", metadata={"help": HELP["rev_overflow"]})
     gates: GATE_CHOICES = field(default="sigmoid", metadata={"help": HELP["gates"]})
     gate_temperature: Optional[float] = field(default=None, metadata={"help": HELP["gate_temperature"]})
+    hidden_radix: int = field(default=RH, metadata={"help": HELP["hidden_radix"]})
+    forget_radix: int = field(default=RZ, metadata={"help": HELP["forget_radix"]})
     dropout_in: float = field(default=0.4, metadata={"help": HELP["dropout_in"]})
     dropout_out: float = field(default=0.4, metadata={"help": HELP["dropout_out"] + " and on the attention output"})
     dropout_hidden: float = field(default=0.0, metadata={"help": HELP["dropout_hidden"]})

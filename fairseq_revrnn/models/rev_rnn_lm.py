@@ -15,6 +15,7 @@ from omegaconf import II
 
 from .. import registry
 from ..core import OutputHead, total
+from ..core.fixed_point import RH, RZ
 from .common import (
     CELL_CHOICES,
     COMPILE_CHOICES,
@@ -49,6 +50,8 @@ class RevRNNLMConfig(FairseqDataclass):
     rev_overflow: OVERFLOW_CHOICES = field(default="auto", metadata={"help": HELP["rev_overflow"]})
     gates: GATE_CHOICES = field(default="sigmoid", metadata={"help": HELP["gates"]})
     gate_temperature: Optional[float] = field(default=None, metadata={"help": HELP["gate_temperature"]})
+    hidden_radix: int = field(default=RH, metadata={"help": HELP["hidden_radix"]})
+    forget_radix: int = field(default=RZ, metadata={"help": HELP["forget_radix"]})
     dropout_in: float = field(default=0.3, metadata={"help": HELP["dropout_in"]})
     dropout_out: float = field(default=0.4, metadata={"help": HELP["dropout_out"]})
     dropout_hidden: float = field(default=0.5, metadata={"help": HELP["dropout_hidden"]})
