@@ -157,10 +157,10 @@ def test_gradcheck_one_half_step(cell, fg, gates):
     """The hand-written gradients of a half-step, plain and with G2 gates (noise, tau 0.9)."""
     torch.manual_seed(0)
     n, batch = 4, 3
-    px = torch.randn(batch, cell.gates_per_unit * n, dtype=torch.float64, requires_grad=True)
+    px = torch.randn(batch, cell.columns(fg) * n, dtype=torch.float64, requires_grad=True)
     h_o = torch.randn(batch, n, dtype=torch.float64, requires_grad=True)
-    w = torch.randn(cell.gates_per_unit * n, n, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(cell.columns(fg) * n, n, dtype=torch.float64, requires_grad=True)
     old = [torch.randn(batch, n, dtype=torch.float64, requires_grad=True) for _ in cell.state_names]
     spec = HalfSpec(fg, torch.float64, temperature=0.9 if gates == "gumbel" else 1.0)
-    noise = torch.randn(batch, cell.g2_gates * n, dtype=torch.float64) if gates == "gumbel" else None
+    noise = torch.randn(batch, cell.noise_columns(fg) * n, dtype=torch.float64) if gates == "gumbel" else None
     assert torch.autograd.gradcheck(lambda *a: _HalfStep.apply(cell, spec, noise, *a), (px, h_o, w, *old))

@@ -93,6 +93,7 @@ class StackConfig:
     gates: str = "sigmoid"  # input and forget gates: noise.GATE_MODES
     temperature: float = 1.0  # tau of sharpened and Gumbel gates
     hidden_radix: int = RH  # states are multiples of 2**-hidden_radix (the forget radix: forgetting.radix)
+    estimator: str = "gumbel"  # discrete forgetting's gradient estimator: discrete.ESTIMATORS
 
     @property
     def num_layers(self) -> int:
@@ -148,7 +149,7 @@ class StackCall:
 
     def chunks(self) -> list[tuple[int, int]]:
         cfg = self.config
-        width = cfg.cell.gates_per_unit * cfg.hidden_sizes[0]
+        width = cfg.cell.columns(cfg.forgetting) * cfg.hidden_sizes[0]
         size = max(1, min(cfg.chunk_size, CHUNK_ELEMENTS // (self.batch * width)))
         return [(s, min(self.steps, s + size)) for s in range(0, self.steps, size)]
 

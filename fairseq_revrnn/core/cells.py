@@ -27,6 +27,7 @@ from typing import NamedTuple, Optional
 import torch
 
 from .buffer import divide, multiply, where_valid
+from .discrete import discrete_forget, discrete_forget_grad
 from .fixed_point import RH, Forgetting, on_grid, to_fixed, to_float
 
 Tensor = torch.Tensor
@@ -80,7 +81,7 @@ class HalfSpec:
     attention slice in half 1), rounded onto the ``keep_dtype`` grid because
     they are stored anyway. ``dtype``: the model's float dtype.
     ``temperature``: tau of the G2 gates, ``sigmoid((a + noise) / tau)``
-    (1: plain sigmoids). ``hidden_radix``: RH, states are multiples of
+    (1: plain sigmoids), or of discrete forgetting's Gumbel-softmax. ``hidden_radix``: RH, states are multiples of
     ``2**-hidden_radix`` (the forget radix is ``forgetting.radix``).
     """
 
@@ -90,6 +91,7 @@ class HalfSpec:
     keep_dtype: torch.dtype = torch.float32
     temperature: float = 1.0
     hidden_radix: int = RH
+    estimator: str = "gumbel"  # discrete forgetting's gradient estimator (discrete.ESTIMATORS)
 
 
 def _sharpen(a: Tensor, noise: Optional[Tensor], tau: float) -> Tensor:
@@ -97,6 +99,23 @@ def _sharpen(a: Tensor, noise: Optional[Tensor], tau: float) -> Tensor:
     if noise is not None:
         a = a + noise
     return a if tau == 1.0 else a / tau
+
+
+def _forget_gate(a: Tensor, noise: Optional[Tensor], spec: HalfSpec, fg: Forgetting) -> tuple[Tensor, Tensor]:
+    """A forget gate from its pre-activations: what its derivative needs (the
+    sigmoid, or the discrete categories' probabilities) and the forget value."""
+    if fg.discrete:
+        return discrete_forget(a, noise, fg.columns, spec.estimator, spec.temperature)
+    s = torch.sigmoid(_sharpen(a, noise, spec.temperature))
+    return s, fg.limit(s)
+
+
+def _forget_grad(dz: Tensor, s: Tensor, spec: HalfSpec, fg: Forgetting) -> Tensor:
+    """Gradient w.r.t. a forget gate's pre-activations from ``dz``, w.r.t. its value."""
+    sharp = 1.0 / spec.temperature
+    if fg.discrete:
+        return discrete_forget_grad(dz, s, sharp)
+    return dz * (fg.alpha * sharp) * s * (1 - s)
 
 
 def _forget(h: Tensor, z: Optional[Tensor], buf: Optional[Tensor], keep: int, valid: Optional[Tensor], rz: int):
@@ -139,20 +158,30 @@ class GRUHalf:
     """``[z, r] = sigma(W [x; h_o])``, ``g = tanh(U [x; r*h_o])``, ``h <- z h + (1-z) g``."""
 
     name = "gru"
-    gates_per_unit = 3
-    g2_gates = 1  # z: the G2 gates, noise columns per unit
     state_names = ("h",)
 
     @staticmethod
+    def columns(fg: Forgetting) -> int:
+        """Pre-activations per unit: z (one, or F + 1 discrete scores), r, g."""
+        return fg.hidden.columns + 2
+
+    @staticmethod
+    def noise_columns(fg: Forgetting) -> int:
+        """Noise per unit: for z (G2 gates, or each discrete score)."""
+        return fg.hidden.columns
+
+    @staticmethod
     def gates(px: Tensor, h_o: Tensor, w: Tensor, spec: HalfSpec, noise: Optional[Tensor] = None) -> GRUGates:
-        """``noise`` (B, n): Gumbel noise for z while training G2 gates."""
+        """``noise`` (B, noise_columns * n): for z while training G2 gates or discrete forgetting."""
         n = h_o.shape[1]
-        a = torch.addmm(px[:, : 2 * n], h_o, w[: 2 * n].t())
-        s = torch.sigmoid(_sharpen(a[:, :n], noise, spec.temperature))
-        r = torch.sigmoid(a[:, n:])
+        fz = spec.forgetting.hidden
+        cz = fz.columns * n
+        a = torch.addmm(px[:, : cz + n], h_o, w[: cz + n].t())
+        s, z = _forget_gate(a[:, :cz], noise, spec, fz)
+        r = torch.sigmoid(a[:, cz:])
         u = r * h_o
-        g = torch.tanh(torch.addmm(px[:, 2 * n :], u, w[2 * n :].t()))
-        return GRUGates(s, spec.forgetting.hidden.limit(s), r, u, g)
+        g = torch.tanh(torch.addmm(px[:, cz + n :], u, w[cz + n :].t()))
+        return GRUGates(s, z, r, u, g)
 
     @staticmethod
     def step(G: GRUGates, state: HalfState, bufs: Optional[HalfState], spec: HalfSpec, valid):
@@ -188,8 +217,8 @@ class GRUHalf:
         spec: HalfSpec,
         vf: Optional[Tensor],
     ) -> HalfGrads:
-        n = h_o.shape[1]
-        fg, sharp = spec.forgetting, 1.0 / spec.temperature
+        fg = spec.forgetting
+        cr = (fg.hidden.columns + 1) * h_o.shape[1]  # the columns of z and r
         dh = dnew.h if vf is None else dnew.h * vf
         if fg.disabled:
             dz = -dh * G.g
@@ -198,11 +227,11 @@ class GRUHalf:
             dz = dh * (old.h - G.g)
             dh_old = dh * G.z
         da_g = dh * (1 - G.z) * (1 - G.g * G.g)
-        du = da_g @ w[2 * n :]
+        du = da_g @ w[cr:]
         da_r = du * h_o * G.r * (1 - G.r)
-        da_z = dz * (fg.hidden.alpha * sharp) * G.s * (1 - G.s)
+        da_z = _forget_grad(dz, G.s, spec, fg.hidden)
         dzr = torch.cat([da_z, da_r], dim=1)
-        dh_o = torch.addmm(du * G.r, dzr, w[: 2 * n])
+        dh_o = torch.addmm(du * G.r, dzr, w[:cr])
         if vf is not None:
             dh_old = dh_old + dnew.h * (1 - vf)
         return HalfGrads(torch.cat([dzr, da_g], dim=1), dh_o, HalfState(dh_old), (h_o, G.u))
@@ -211,7 +240,7 @@ class GRUHalf:
     def add_weight_grad(dw: Tensor, dpre: Tensor, hh_inputs: tuple[Tensor, ...]) -> None:
         """``dw += dpre^T [h_o | u]``: the gates read h_o, the candidate reads u."""
         h_o, u = hh_inputs
-        n2 = 2 * h_o.shape[1]
+        n2 = dpre.shape[1] - u.shape[1]
         dw[:n2].addmm_(dpre[:, :n2].t(), h_o)
         dw[n2:].addmm_(dpre[:, n2:].t(), u)
 
@@ -221,15 +250,26 @@ class LSTMHalf:
     ``c <- f c + i g``; ``h <- p h + o tanh(c)`` with the new ``c``."""
 
     name = "lstm"
-    gates_per_unit = 5
-    g2_gates = 3  # f, i and p: the G2 gates, noise columns per unit
     state_names = ("h", "c")
 
     @staticmethod
+    def columns(fg: Forgetting) -> int:
+        """Pre-activations per unit: f and p (one each, or F + 1 discrete scores), i, o, g."""
+        return 2 * fg.columns + 3
+
+    @staticmethod
+    def noise_columns(fg: Forgetting) -> int:
+        """Noise per unit: for f, i and p (G2 gates), or each discrete score of f and p."""
+        return 2 * fg.columns if fg.discrete else 3
+
+    @staticmethod
     def gates(px: Tensor, h_o: Tensor, w: Tensor, spec: HalfSpec, noise: Optional[Tensor] = None) -> LSTMGates:
-        """``noise`` (B, 3n): Gumbel noise for f, i and p while training G2 gates."""
+        """``noise`` (B, noise_columns * n): for f, i and p while training G2 gates,
+        for the scores of f and p while training discrete forgetting."""
         n = h_o.shape[1]
         a = torch.addmm(px, h_o, w.t())
+        if spec.forgetting.discrete:
+            return LSTMHalf._discrete_gates(a, n, spec, noise)
         pre = a[:, : 4 * n]
         if noise is not None or spec.temperature != 1.0:
             fi = _sharpen(a[:, : 2 * n], None if noise is None else noise[:, : 2 * n], spec.temperature)
@@ -239,6 +279,16 @@ class LSTMHalf:
         g = torch.tanh(a[:, 4 * n :])
         fg = spec.forgetting
         return LSTMGates(sf, fg.limit(sf), i, o, sp, fg.hidden.limit(sp), g)
+
+    @staticmethod
+    def _discrete_gates(a: Tensor, n: int, spec: HalfSpec, noise: Optional[Tensor]) -> LSTMGates:
+        fg = spec.forgetting
+        cf = fg.columns * n
+        af, ai, ao, ap, ag = a.split([cf, n, n, cf, n], dim=1)
+        nf, np_ = (None, None) if noise is None else noise.split(cf, dim=1)
+        sf, f = _forget_gate(af, nf, spec, fg)
+        sp, p = _forget_gate(ap, np_, spec, fg)
+        return LSTMGates(sf, f, torch.sigmoid(ai), torch.sigmoid(ao), sp, p, torch.tanh(ag))
 
     @staticmethod
     def step(G: LSTMGates, state: HalfState, bufs: Optional[HalfState], spec: HalfSpec, valid):
@@ -294,7 +344,7 @@ class LSTMHalf:
         tc = torch.tanh(new.c)
         dct = dc + dh * G.o * (1 - tc * tc)
         da_i = dct * G.g * G.i * (1 - G.i)
-        if sharp != 1.0:
+        if sharp != 1.0 and not fg.discrete:  # a G2 input gate
             da_i = da_i * sharp
         da_o = dh * tc * G.o * (1 - G.o)
         da_g = dct * G.i * (1 - G.g * G.g)
@@ -302,8 +352,8 @@ class LSTMHalf:
             da_f = da_p = torch.zeros_like(dh)
             dh_old, dc_old = dh, dct
         else:
-            da_f = dct * old.c * (fg.alpha * sharp) * G.sf * (1 - G.sf)
-            da_p = dh * old.h * (fg.hidden.alpha * sharp) * G.sp * (1 - G.sp)
+            da_f = _forget_grad(dct * old.c, G.sf, spec, fg)
+            da_p = _forget_grad(dh * old.h, G.sp, spec, fg.hidden)
             dh_old, dc_old = dh * G.p, dct * G.f
         dpre = torch.cat([da_f, da_i, da_o, da_p, da_g], dim=1)
         if vf is not None:

@@ -98,6 +98,11 @@ class Forgetting:
     ``h <- p h + o tanh(c)`` adds up to 1 per step, so ``|h|`` stays below
     ``1 / (1 - ceiling)`` instead of growing towards ``2**RZ`` on long
     sequences. :attr:`hidden` is the forgetting applied to ``h``.
+
+    ``discrete`` is appendix D's discrete forgetting: forget values are
+    ``2**-k`` for ``k`` in ``0..max_bits`` (a multiplication is a shift by k
+    bits, and ``z = 1`` is exact: ``z* = 2**RZ``), chosen per unit and step
+    from ``max_bits + 1`` scores (:mod:`.discrete`).
     """
 
     max_bits: Optional[int] = 3
@@ -105,12 +110,19 @@ class Forgetting:
     ceiling: Optional[float] = None
     hidden_ceiling: Optional[float] = None
     radix: int = RZ
+    discrete: bool = False
 
     def __post_init__(self) -> None:
         bits, rz = self.max_bits, self.radix
         if bits is not None and (isinstance(bits, bool) or not isinstance(bits, int) or not 1 <= bits <= rz):
             raise ValueError(
                 f"max_forget_bits must be an integer in 1..{rz} (the forget radix) or None (no limit); got {bits!r}"
+            )
+        if self.discrete and (bits is None or self.disabled):
+            raise ValueError("discrete forgetting needs max_forget_bits (the largest shift), not None or no forgetting")
+        if self.discrete and (self.ceiling is not None or self.hidden_ceiling is not None):
+            raise ValueError(
+                "discrete forgetting takes no forget-value ceiling (max_hidden_forget): its values are 2**-k"
             )
         check_ceiling("ceiling", self.ceiling, bits, self.disabled, rz)
         check_ceiling("hidden_ceiling", self.hidden_ceiling, bits, self.disabled, rz)
@@ -131,7 +143,14 @@ class Forgetting:
 
     @property
     def max_z(self) -> int:
+        if self.discrete:
+            return 2**self.radix
         return 2**self.radix - 1 if self.ceiling is None else int(self.ceiling * 2**self.radix)
+
+    @property
+    def columns(self) -> int:
+        """Gate pre-activations per unit for one forget gate: ``max_bits + 1`` scores if discrete, else 1."""
+        return self.max_bits + 1 if self.discrete else 1
 
     @property
     def top(self) -> float:

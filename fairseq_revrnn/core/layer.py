@@ -56,7 +56,7 @@ class Layer:
         self.dtype = call.dtype
         self.top = index == cfg.num_layers - 1
         self.keep = cfg.slice_dim if self.top else 0
-        self.G = self.cell.gates_per_unit * cfg.hidden_sizes[index] // 2
+        self.G = self.cell.columns(cfg.forgetting) * cfg.hidden_sizes[index] // 2
         self.kernels = [
             half_step(
                 self.cell,
@@ -67,6 +67,7 @@ class Layer:
                     call.slice_dtype,
                     call.gate_temperature,
                     cfg.hidden_radix,
+                    cfg.estimator,
                 ),
                 call.compiled,
             )
@@ -132,7 +133,7 @@ class Layer:
         """Enter the chunk of steps ``start..end-1``: draw its G2 gates' noise, if any."""
         self.chunk_start = start
         if self.gate_noise is not None:
-            width = 2 * self.cell.g2_gates * self.cfg.hidden_sizes[self.index] // 2
+            width = 2 * self.cell.noise_columns(self.cfg.forgetting) * self.cfg.hidden_sizes[self.index] // 2
             shape = (end - start, self.ints[0].h.shape[0], width)
             self.noise = self.gate_noise.chunk(self.index, start, shape, self.w_ih.device, self.dtype)
 

@@ -13,6 +13,7 @@ from torch import nn
 from .buffer import check_overflow_mode
 from .call import LayerParams, StackCall, StackConfig, per_layer
 from .cells import get_cell
+from .discrete import ESTIMATORS
 from .dropout import SeededMask, StackMasks
 from .engine import ExactState, advance, run_ordinary, trace_exact
 from .fixed_point import RH, RZ, Forgetting, check_ceiling, check_radices
@@ -21,7 +22,7 @@ from .halfstep import check_compile_mode, resolve_compile
 from .head import StepHead
 from .inputs import DenseInput, EmbeddingInput
 from .memory import MemoryStats
-from .noise import GATE_MODES, GateNoise
+from .noise import DEFAULT_TEMPERATURE, GATE_MODES, GateNoise
 
 Tensor = torch.Tensor
 logger = logging.getLogger(__name__)
@@ -96,7 +97,14 @@ class ReversibleRNN(nn.Module):
             ``sigmoid((a + log U - log(1 - U)) / tau)`` while training, the
             noise regenerated from a seed for the reverse; plain sigmoids in
             evaluation).
-        gate_temperature: tau of sharpened and Gumbel gates.
+        gate_temperature: tau of sharpened and Gumbel gates, or of discrete
+            forgetting's Gumbel-softmax (None: 0.2 sharpened and 0.9 Gumbel as
+            in the G2 paper, 1 for discrete forgetting).
+        discrete_forgetting: appendix D: forget values ``2**-k``, ``k`` in
+            ``0..max_forget_bits``, sampled per unit and step while training
+            (``core.discrete``); exact shifts, the same buffer.
+        df_estimator: its straight-through gradient: ``"gumbel"``
+            (Gumbel-softmax, the paper's choice) or ``"categorical"``.
         hidden_radix, forget_radix: RH and RZ of the fixed point (the paper's
             23 and 10): states are multiples of ``2**-hidden_radix``, forget
             values of ``2**-forget_radix``; ``fixed_point.check_radices`` says
@@ -126,9 +134,11 @@ class ReversibleRNN(nn.Module):
         compile: str = "auto",
         overflow: str = "auto",
         gates: str = "sigmoid",
-        gate_temperature: float = 0.9,
+        gate_temperature: Optional[float] = None,
         hidden_radix: int = RH,
         forget_radix: int = RZ,
+        discrete_forgetting: bool = False,
+        df_estimator: str = "gumbel",
     ) -> None:
         super().__init__()
         cell = get_cell(cell_type)
@@ -149,10 +159,23 @@ class ReversibleRNN(nn.Module):
             raise ValueError(f"chunk_size must be >= 1; got {chunk_size!r}")
         if gates not in GATE_MODES:
             raise ValueError(f"gates must be one of {', '.join(GATE_MODES)}; got {gates!r}")
+        if discrete_forgetting and gates != "sigmoid":
+            raise ValueError(
+                f"gates={gates!r} and discrete_forgetting exclude each other: both replace the forget gates"
+            )
+        if df_estimator not in ESTIMATORS:
+            raise ValueError(f"df_estimator must be one of {', '.join(ESTIMATORS)}; got {df_estimator!r}")
+        if gate_temperature is None:
+            gate_temperature = DEFAULT_TEMPERATURE.get("discrete" if discrete_forgetting else gates, 1.0)
         if isinstance(gate_temperature, bool) or not 0 < gate_temperature < math.inf:
             raise ValueError(f"gate_temperature must be a number > 0; got {gate_temperature!r}")
         check_radices(hidden_radix, forget_radix)
-        forgetting = Forgetting(None if no_forgetting else max_forget_bits, disabled=no_forgetting, radix=forget_radix)
+        forgetting = Forgetting(
+            None if no_forgetting else max_forget_bits,
+            disabled=no_forgetting,
+            radix=forget_radix,
+            discrete=discrete_forgetting,
+        )
         check_ceiling("max_hidden_forget", max_hidden_forget, forgetting.max_bits, no_forgetting, forget_radix)
         forgetting = replace(forgetting, hidden_ceiling=max_hidden_forget)
         self.config = StackConfig(
@@ -166,6 +189,7 @@ class ReversibleRNN(nn.Module):
             gates,
             float(gate_temperature),
             hidden_radix,
+            df_estimator,
         )
         self.cell_type = cell_type
         self.compile = check_compile_mode(compile)
@@ -176,7 +200,7 @@ class ReversibleRNN(nn.Module):
         self.dropout_hidden = _check_probability("dropout_hidden", dropout_hidden)
         sizes_in = [input_size] + hidden_sizes[:-1]
         for li, (d, h) in enumerate(zip(sizes_in, hidden_sizes)):
-            g = cell.gates_per_unit * (h // 2)
+            g = cell.columns(forgetting) * (h // 2)
             shapes = LayerParams(weight_ih=(2 * g, d), bias=(2 * g,), weight_hh1=(g, h // 2), weight_hh2=(g, h // 2))
             for name, shape in zip(LayerParams._fields, shapes):
                 self.register_parameter(f"{name}_l{li}", nn.Parameter(torch.empty(shape)))
@@ -204,6 +228,10 @@ class ReversibleRNN(nn.Module):
             parts.append(f"hidden_radix={cfg.hidden_radix}, forget_radix={fg.radix}")
         if cfg.gates != "sigmoid":
             parts.append(f"gates={cfg.gates!r}, gate_temperature={cfg.temperature}")
+        if fg.discrete:
+            parts.append(
+                f"discrete_forgetting=True, df_estimator={cfg.estimator!r}, gate_temperature={cfg.temperature}"
+            )
         return ", ".join(parts)
 
     def reset_parameters(self) -> None:
@@ -313,7 +341,12 @@ class ReversibleRNN(nn.Module):
         params = [self.layer_parameters(li) for li in range(cfg.num_layers)]
         compiled = resolve_compile(self.compile, p0.device, p0.dtype)
         self._report(p0.device, compiled)
-        noisy = self.training and cfg.gates == "gumbel"
+        discrete = cfg.forgetting.discrete
+        noisy = self.training and (cfg.gates == "gumbel" or discrete)
+        if discrete:
+            tau = cfg.temperature if self.training and cfg.estimator == "gumbel" else 1.0
+        else:
+            tau = cfg.temperature if noisy or cfg.gates == "sharpened" else 1.0
         call = StackCall(
             cfg,
             src,
@@ -322,8 +355,8 @@ class ReversibleRNN(nn.Module):
             return_outputs,
             p0.dtype,
             compiled=compiled,
-            gate_noise=GateNoise.draw() if noisy else None,
-            gate_temperature=cfg.temperature if noisy or cfg.gates == "sharpened" else 1.0,
+            gate_noise=GateNoise.draw("gumbel" if discrete else "logistic") if noisy else None,
+            gate_temperature=tau,
         )
         return call, h0, params
 
