@@ -159,6 +159,22 @@ def test_g2_gates_train_and_beam_search(multi30k_bin, tmp_path):
     assert sum(line.startswith("H-") for line in gen.stdout.splitlines()) == 60
 
 
+def test_discrete_forgetting_trains_and_evaluates(ptb_bin, tmp_path):
+    """--discrete-forgetting on a language model: trains (sampled shifts), fairseq-eval-lm
+    evaluates (most likely shifts); the logged savings are those of whole bits."""
+    save = tmp_path / "checkpoints"
+    args = [*lm_args(ptb_bin, save), "--discrete-forgetting", "--max-forget-bits", "2", "--df-estimator", "categorical"]
+    train = cli("fairseq-train", *args, "--max-update", "3", cwd=tmp_path)
+    steps = json_logs(train.stderr + train.stdout, "train_inner")
+    assert len(steps) == 3 and all(math.isfinite(float(s["loss"])) for s in steps)
+    assert float(steps[-1]["mem_savings_ideal"]) >= 16.0, "at most 2 of 32 bits destroyed per unit and step"
+    evaluation = cli(
+        "fairseq-eval-lm", ptb_bin, "--user-dir", PLUGIN, "--path", save / "checkpoint_last.pt",
+        "--tokens-per-sample", "35", "--gen-subset", "test", "--max-tokens", "2000", cwd=tmp_path,
+    )  # fmt: skip
+    assert "Perplexity:" in evaluation.stderr + evaluation.stdout
+
+
 def test_checkpoints_of_argparse_models_load_with_the_plugin(multi30k_bin, tmp_path):
     """fairseq's own `lstm` stores an argparse.Namespace: plain torch 2.13 refuses it."""
     save = tmp_path / "lstm"
@@ -203,6 +219,9 @@ def test_safe_loading_still_refuses_other_objects(tmp_path):
         ),
         (["--gates", "binary"], "--gates: invalid choice: 'binary' (choose from 'sigmoid', 'sharpened', 'gumbel')"),
         (["--hidden-radix", "0"], "--hidden-radix must be an integer in 1..51; got 0"),
+        (["--discrete-forgetting", "--gates", "gumbel"], "--gates gumbel and --discrete-forgetting exclude each other"),
+        (["--discrete-forgetting", "--max-forget-bits", "none"], "--discrete-forgetting needs --max-forget-bits"),
+        (["--df-estimator", "hard"], "--df-estimator: invalid choice: 'hard' (choose from 'gumbel', 'categorical')"),
         (["--forget-radix", "4", "--max-forget-bits", "5"], "--max-forget-bits must be at most --forget-radix (4)"),
         (["--gate-temperature", "0.5"], "--gate-temperature is only used with --gates sharpened or gumbel"),
         (["--gates", "gumbel", "--gate-temperature", "-1"], "--gate-temperature must be a number > 0; got -1.0"),

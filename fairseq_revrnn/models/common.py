@@ -15,6 +15,7 @@ from torch import nn
 
 from ..core import EmbeddingInput, ReversibleRNN, RNNOutput
 from ..core.buffer import OVERFLOW_MODES
+from ..core.discrete import ESTIMATORS
 from ..core.dropout import variational_mask
 from ..core.fixed_point import MAX_FORGET_RADIX, MAX_RADIX_SUM, RH, RZ, check_ceiling, check_radices
 from ..core.halfstep import COMPILE_MODES
@@ -27,15 +28,31 @@ CELL_CHOICES = ChoiceEnum(["lstm", "gru"])
 COMPILE_CHOICES = ChoiceEnum(list(COMPILE_MODES))
 OVERFLOW_CHOICES = ChoiceEnum(list(OVERFLOW_MODES))
 GATE_CHOICES = ChoiceEnum(list(GATE_MODES))
+ESTIMATOR_CHOICES = ChoiceEnum(list(ESTIMATORS))
 GATE_OPTION_NAMES = {"gates": "--gates", "temperature": "--gate-temperature", "gumbel_fraction": "--gumbel-fraction"}
 
 
 def gate_options(cfg) -> dict:
-    """``--gates`` and ``--gate-temperature`` checked (errors name them), as ``ReversibleRNN`` arguments."""
-    gates, tau, _ = gate_settings(
-        str(safe_getattr(cfg, "gates", "sigmoid")), safe_getattr(cfg, "gate_temperature", None), 1.0, GATE_OPTION_NAMES
-    )
-    return {"gates": gates} if tau is None else {"gates": gates, "gate_temperature": tau}
+    """``--gates``, ``--gate-temperature`` and ``--discrete-forgetting`` with its
+    estimator, checked (errors name them), as ``ReversibleRNN`` arguments."""
+    gates, tau = str(safe_getattr(cfg, "gates", "sigmoid")), safe_getattr(cfg, "gate_temperature", None)
+    if discrete(cfg):
+        if gates != "sigmoid":
+            raise ValueError(
+                f"--gates {gates} and --discrete-forgetting exclude each other: both change the forget gates"
+            )
+        if tau is not None and (isinstance(tau, bool) or not 0 < tau < float("inf")):
+            raise ValueError(f"--gate-temperature must be a number > 0; got {tau!r}")
+        options = {"discrete_forgetting": True, "df_estimator": str(cfg.df_estimator)}
+    else:
+        gates, tau, _ = gate_settings(gates, tau, 1.0, GATE_OPTION_NAMES)
+        options = {"gates": gates}
+    return options if tau is None else {**options, "gate_temperature": tau}
+
+
+def discrete(cfg) -> bool:
+    """``--discrete-forgetting`` (absent from checkpoints written before it)."""
+    return bool(safe_getattr(cfg, "discrete_forgetting", False))
 
 
 FORGET_BITS = [str(b) for b in range(1, MAX_FORGET_RADIX + 1)] + ["none"]
@@ -59,10 +76,15 @@ HELP = {
     "gates": "input and forget gates (RevLSTM's f, i and p, RevGRU's z): sigmoid (the paper's cells), sharpened "
     "(sigmoid(a / tau)) or gumbel (G2 gates of Li et al. 2018: Gumbel noise while training, regenerated for the "
     "reverse; plain sigmoids in evaluation)",
-    "gate_temperature": "tau of sharpened or gumbel gates (default: the G2 paper's, 0.2 sharpened, 0.9 gumbel)",
+    "gate_temperature": "tau of sharpened or gumbel gates (default: the G2 paper's, 0.2 sharpened, 0.9 gumbel), or of "
+    "--discrete-forgetting's Gumbel-softmax (default 1)",
     "hidden_radix": f"RH: hidden states are fixed-point multiples of 2^-RH (default {RH}, the paper's)",
     "forget_radix": f"RZ: forget values are multiples of 2^-RZ (default {RZ}, the paper's); at most "
     f"{MAX_FORGET_RADIX}, and RH + RZ at most {MAX_RADIX_SUM} (int64 holds the products)",
+    "discrete_forgetting": "discrete forgetting (appendix D): forget values 2^-k, k in 0..--max-forget-bits, sampled "
+    "per unit and step while training (the most likely one in evaluation); a step shifts off exactly k bits",
+    "df_estimator": "the straight-through gradient of --discrete-forgetting: gumbel (Gumbel-softmax with "
+    "--gate-temperature, default 1; the paper's choice) or categorical",
     "dropout_in": "variational dropout on the first layer's inputs (one mask per sequence)",
     "dropout_out": "variational dropout on each layer's outputs (one mask per sequence)",
     "dropout_hidden": "DropConnect on the hidden-to-hidden weights (one mask per batch)",
@@ -85,7 +107,8 @@ def hidden_forget(cfg) -> Optional[float]:
     """Parse ``--max-hidden-forget``: a number, 'none', or 'auto' (the cell's default)."""
     text = str(cfg.max_hidden_forget).lower()
     if text == "auto":
-        return LSTM_HIDDEN_FORGET if str(cfg.cell_type) == "lstm" and not cfg.no_forgetting else None
+        lstm = str(cfg.cell_type) == "lstm"
+        return LSTM_HIDDEN_FORGET if lstm and not cfg.no_forgetting and not discrete(cfg) else None
     if text == "none":
         return None
     try:
@@ -129,6 +152,10 @@ def check_options(cfg, positive: Sequence[str], even: Sequence[str]) -> None:
     check_radices(hidden_radix, forget_radix, ("--hidden-radix", "--forget-radix"))
     if bits is not None and bits > forget_radix:
         raise ValueError(f"--max-forget-bits must be at most --forget-radix ({forget_radix}); got {bits}")
+    if discrete(cfg) and (bits is None or disabled):
+        raise ValueError("--discrete-forgetting needs --max-forget-bits 1..--forget-radix (the largest shift)")
+    if discrete(cfg) and hidden_forget(cfg) is not None:
+        raise ValueError("--max-hidden-forget bounds fractional forget values; with --discrete-forgetting use auto")
     check_ceiling("--max-hidden-forget", hidden_forget(cfg), bits, disabled, forget_radix)
     gate_options(cfg)
 

@@ -19,6 +19,7 @@ from ..core.fixed_point import RH, RZ
 from .common import (
     CELL_CHOICES,
     COMPILE_CHOICES,
+    ESTIMATOR_CHOICES,
     FORGET_BITS_CHOICES,
     GATE_CHOICES,
     HELP,
@@ -52,6 +53,8 @@ class RevRNNLMConfig(FairseqDataclass):
     gate_temperature: Optional[float] = field(default=None, metadata={"help": HELP["gate_temperature"]})
     hidden_radix: int = field(default=RH, metadata={"help": HELP["hidden_radix"]})
     forget_radix: int = field(default=RZ, metadata={"help": HELP["forget_radix"]})
+    discrete_forgetting: bool = field(default=False, metadata={"help": HELP["discrete_forgetting"]})
+    df_estimator: ESTIMATOR_CHOICES = field(default="gumbel", metadata={"help": HELP["df_estimator"]})
     dropout_in: float = field(default=0.3, metadata={"help": HELP["dropout_in"]})
     dropout_out: float = field(default=0.4, metadata={"help": HELP["dropout_out"]})
     dropout_hidden: float = field(default=0.5, metadata={"help": HELP["dropout_hidden"]})
