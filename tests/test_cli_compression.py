@@ -1,12 +1,14 @@
 """Gate compression end to end: train a G2-LSTM a few updates with fairseq-train, compress its
 checkpoint with scripts/compress_gates.py, and load the result in fairseq-generate /
-fairseq-eval-lm unchanged."""
+fairseq-eval-lm unchanged; the gate values of the trained models (the histograms' data)."""
 
 import math
 import subprocess
 import sys
 
 import pytest
+
+from fairseq_revrnn.recipes.gate_values import gate_values
 
 from .data import PLUGIN, REPO, cli
 from .test_cli_units import train
@@ -43,6 +45,9 @@ def test_a_compressed_translation_model_beam_searches(multi30k_bin, tmp_path):
         )  # fmt: skip
         hypotheses = [line for line in gen.stdout.splitlines() if line.startswith("H-")]
         assert len(hypotheses) == 60, name
+    values = gate_values(save / "checkpoint_last.pt", multi30k_bin, "valid")
+    assert values["input"].numel() == values["forget"].numel() == 32 * tokens(multi30k_bin / "valid.en-de.de")
+    assert 0 < float(values["forget"].min()) and float(values["forget"].max()) < 1
     refused = compress(save / "checkpoint_last.pt", tmp_path / "x.pt", "--rank", "33", check=False)
     assert refused.returncode == 2 and "--rank 33 is larger than the rank" in refused.stderr
     assert not (tmp_path / "x.pt").exists()
@@ -61,6 +66,16 @@ def test_a_compressed_language_model_evaluates(ptb_bin, tmp_path):
     )  # fmt: skip
     line = [ln for ln in (evaluation.stderr + evaluation.stdout).splitlines() if "Perplexity:" in ln][-1]
     assert math.isfinite(float(line.rsplit("Perplexity:", 1)[1]))
+    values = gate_values(save / "checkpoint_last.pt", ptb_bin, "valid")
+    assert values["input"].numel() == 32 * tokens(ptb_bin / "valid")
+
+
+def tokens(prefix) -> int:
+    """Tokens (end-of-sentence marks included) in a binarised split: the decoder's real steps."""
+    from fairseq.data import data_utils
+
+    dataset = data_utils.load_indexed_dataset(str(prefix), None)  # its sizes live in its memory map
+    return int(dataset.sizes.sum())
 
 
 def test_a_checkpoint_of_another_model_is_refused(multi30k_bin, tmp_path):
