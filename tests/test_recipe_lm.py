@@ -159,6 +159,8 @@ def fake_data(tmp_path) -> Path:
         ({"CELL": "rnn"}, "CELL=rnn is not allowed; choose one of: lstm gru"),
         ({"BITS": "0"}, "BITS=0 is not allowed; choose 1..10, none (no limit) or nf (no forgetting)"),
         ({"BITS": "11"}, "BITS=11 is not allowed; choose 1..10"),
+        ({"FORGETTING": "df"}, "FORGETTING=df is not allowed; choose one of: fractional discrete"),
+        ({"FORGETTING": "discrete", "BITS": "none"}, "FORGETTING=discrete needs BITS=1..10 (the largest shift)"),
         ({"MODEL": "x"}, "MODEL=x is not allowed; choose one of: rev baseline"),
         ({"MODEL": "baseline", "CELL": "gru"}, "CELL=gru is not allowed with MODEL=baseline"),
         ({"HIDDEN": "33"}, "HIDDEN=33 must be a positive even number"),

@@ -17,6 +17,7 @@
 #               of 910 units projected to 650, the parameter count of the paper's LSTM)       [rev]
 #   CELL        lstm | gru                                                                    [lstm]
 #   BITS        maximum forgetting: 1..10, none (no limit), nf (no forgetting)                  [3]
+#   FORGETTING  fractional | discrete (appendix D: forget values 2^-k, k in 0..BITS)     [fractional]
 #   HIDDEN      units per layer and embedding size, SIZE=cpu only (an even number)            [256]
 #   MAX_UPDATE  stop after this many updates, 0: no limit           [cpu 600 (about one PTB epoch), paper 0]
 #   MAX_EPOCH   stop after this many epochs, 0: no limit                                         [0]
@@ -24,7 +25,7 @@
 #                                                       checkpoints/<data>-<size>-baseline]
 #   LOG_INTERVAL [50], SEED [1]
 #   EXTRA       further fairseq-train arguments, appended last (they override the above)
-# CELL and BITS do not apply to MODEL=baseline. fairseq resumes from SAVE_DIR/checkpoint_last.pt when
+# CELL, BITS and FORGETTING do not apply to MODEL=baseline. fairseq resumes from SAVE_DIR/checkpoint_last.pt when
 # there is one; the run's whole output (--log-format json) is appended to SAVE_DIR/train.log.
 set -euo pipefail
 source "$(dirname "$0")/../common.sh"
@@ -33,10 +34,12 @@ SIZE="${SIZE:-cpu}"
 MODEL="${MODEL:-rev}"
 CELL="${CELL:-lstm}"
 BITS="${BITS:-3}"
+FORGETTING="${FORGETTING:-fractional}"
 MAX_EPOCH="${MAX_EPOCH:-0}"
 one_of SIZE "$SIZE" cpu paper
 one_of MODEL "$MODEL" rev baseline
 one_of CELL "$CELL" lstm gru
+one_of FORGETTING "$FORGETTING" fractional discrete
 BITS_ARGS="$(forget_bits_args "$BITS")"
 read -ra BITS_ARGS <<< "$BITS_ARGS"
 if [ "$MODEL" = baseline ] && [ "$CELL" != lstm ]; then
@@ -56,7 +59,13 @@ fi
 
 if [ "$MODEL" = rev ]; then
     NAME="$SIZE-rev-$CELL-bits$BITS"
-    RUN=(task=language_model model=rev cell="$CELL" bits="$BITS" size="$SIZE")
+    RUN=(task=language_model model=rev cell="$CELL" bits="$BITS" size="$SIZE" forgetting="$FORGETTING")
+    DF_ARGS=()
+    if [ "$FORGETTING" = discrete ]; then
+        case "$BITS" in none | nf) die "FORGETTING=discrete needs BITS=1..10 (the largest shift), not BITS=$BITS" ;; esac
+        NAME="$NAME-df"
+        DF_ARGS=(--discrete-forgetting)
+    fi
     if [ "$SIZE" = paper ]; then
         MODEL_ARGS=(--arch rev_lstm_lm_ptb)
     else
@@ -64,7 +73,7 @@ if [ "$MODEL" = rev ]; then
             --share-decoder-input-output-embed --dropout-in 0.2 --dropout-out 0.2 --dropout-hidden 0.2
             --dropout-embed 0.0)
     fi
-    MODEL_ARGS+=(--cell-type "$CELL" "${BITS_ARGS[@]}" --criterion rev_cross_entropy)
+    MODEL_ARGS+=(--cell-type "$CELL" "${BITS_ARGS[@]}" "${DF_ARGS[@]}" --criterion rev_cross_entropy)
 else
     NAME="$SIZE-baseline"
     RUN=(task=language_model model=baseline cell=lstm size="$SIZE")
