@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Optional
 
 import torch
-from fairseq.dataclass import ChoiceEnum, FairseqDataclass
+from fairseq.dataclass import ChoiceEnum
 from fairseq.models import FairseqEncoder, FairseqEncoderDecoderModel
 from fairseq.utils import safe_getattr
 from omegaconf import II
@@ -25,15 +25,9 @@ from .. import registry
 from ..core import MemoryStats, OutputHead, total
 from ..core.attention import ATTENTION_TYPES, uses_embeddings, uses_slice
 from ..core.dropout import variational_mask
-from ..core.fixed_point import RH, RZ
 from .common import (
     CELL_CHOICES,
-    COMPILE_CHOICES,
-    ESTIMATOR_CHOICES,
-    FORGET_BITS_CHOICES,
-    GATE_CHOICES,
     HELP,
-    OVERFLOW_CHOICES,
     ReversibleDecoder,
     apply_architecture,
     build_stack,
@@ -42,13 +36,14 @@ from .common import (
     embedding,
     uniform_parameter,
 )
+from .options import ReversibleOptions
 
 DEFAULT_SLICE_DIM = 20
 DECODER_CHUNK = 1  # one step per input projection, so incremental decoding matches a full pass exactly
 
 
 @dataclass
-class RevRNNConfig(FairseqDataclass):
+class RevRNNConfig(ReversibleOptions):
     cell_type: CELL_CHOICES = field(default="lstm", metadata={"help": HELP["cell_type"]})
     encoder_embed_dim: int = field(default=256, metadata={"help": "encoder embedding dimension"})
     encoder_hidden_size: int = field(default=256, metadata={"help": "encoder hidden size (even: two halves)"})
@@ -73,18 +68,6 @@ class RevRNNConfig(FairseqDataclass):
         default=None,
         metadata={"help": f"k, the units kept for slice / emb+slice attention (default {DEFAULT_SLICE_DIM})"},
     )
-    max_forget_bits: FORGET_BITS_CHOICES = field(default="3", metadata={"help": HELP["max_forget_bits"]})
-    no_forgetting: bool = field(default=False, metadata={"help": HELP["no_forgetting"]})
-    max_hidden_forget: str = field(default="auto", metadata={"help": HELP["max_hidden_forget"]})
-    no_reversible: bool = field(default=False, metadata={"help": HELP["no_reversible"]})
-    rev_compile: COMPILE_CHOICES = field(default="auto", metadata={"help": HELP["rev_compile"]})
-    rev_overflow: OVERFLOW_CHOICES = field(default="auto", metadata={"help": HELP["rev_overflow"]})
-    gates: GATE_CHOICES = field(default="sigmoid", metadata={"help": HELP["gates"]})
-    gate_temperature: Optional[float] = field(default=None, metadata={"help": HELP["gate_temperature"]})
-    hidden_radix: int = field(default=RH, metadata={"help": HELP["hidden_radix"]})
-    forget_radix: int = field(default=RZ, metadata={"help": HELP["forget_radix"]})
-    discrete_forgetting: bool = field(default=False, metadata={"help": HELP["discrete_forgetting"]})
-    df_estimator: ESTIMATOR_CHOICES = field(default="gumbel", metadata={"help": HELP["df_estimator"]})
     dropout_in: float = field(default=0.4, metadata={"help": HELP["dropout_in"]})
     dropout_out: float = field(default=0.4, metadata={"help": HELP["dropout_out"] + " and on the attention output"})
     dropout_hidden: float = field(default=0.0, metadata={"help": HELP["dropout_hidden"]})

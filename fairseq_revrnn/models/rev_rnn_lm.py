@@ -9,21 +9,14 @@ import functools
 from dataclasses import dataclass, field
 from typing import Optional
 
-from fairseq.dataclass import FairseqDataclass
 from fairseq.models import FairseqLanguageModel
 from omegaconf import II
 
 from .. import registry
 from ..core import OutputHead, total
-from ..core.fixed_point import RH, RZ
 from .common import (
     CELL_CHOICES,
-    COMPILE_CHOICES,
-    ESTIMATOR_CHOICES,
-    FORGET_BITS_CHOICES,
-    GATE_CHOICES,
     HELP,
-    OVERFLOW_CHOICES,
     ReversibleDecoder,
     apply_architecture,
     build_stack,
@@ -31,10 +24,11 @@ from .common import (
     check_options,
     embedding,
 )
+from .options import ReversibleOptions
 
 
 @dataclass
-class RevRNNLMConfig(FairseqDataclass):
+class RevRNNLMConfig(ReversibleOptions):
     cell_type: CELL_CHOICES = field(default="lstm", metadata={"help": HELP["cell_type"]})
     decoder_embed_dim: int = field(default=650, metadata={"help": "embedding dimension"})
     decoder_hidden_size: int = field(default=650, metadata={"help": "hidden size of every layer (even: two halves)"})
@@ -43,18 +37,6 @@ class RevRNNLMConfig(FairseqDataclass):
         default=None,
         metadata={"help": "comma-separated hidden size per layer, e.g. 1150,650 (overrides the two above)"},
     )
-    max_forget_bits: FORGET_BITS_CHOICES = field(default="3", metadata={"help": HELP["max_forget_bits"]})
-    no_forgetting: bool = field(default=False, metadata={"help": HELP["no_forgetting"]})
-    max_hidden_forget: str = field(default="auto", metadata={"help": HELP["max_hidden_forget"]})
-    no_reversible: bool = field(default=False, metadata={"help": HELP["no_reversible"]})
-    rev_compile: COMPILE_CHOICES = field(default="auto", metadata={"help": HELP["rev_compile"]})
-    rev_overflow: OVERFLOW_CHOICES = field(default="auto", metadata={"help": HELP["rev_overflow"]})
-    gates: GATE_CHOICES = field(default="sigmoid", metadata={"help": HELP["gates"]})
-    gate_temperature: Optional[float] = field(default=None, metadata={"help": HELP["gate_temperature"]})
-    hidden_radix: int = field(default=RH, metadata={"help": HELP["hidden_radix"]})
-    forget_radix: int = field(default=RZ, metadata={"help": HELP["forget_radix"]})
-    discrete_forgetting: bool = field(default=False, metadata={"help": HELP["discrete_forgetting"]})
-    df_estimator: ESTIMATOR_CHOICES = field(default="gumbel", metadata={"help": HELP["df_estimator"]})
     dropout_in: float = field(default=0.3, metadata={"help": HELP["dropout_in"]})
     dropout_out: float = field(default=0.4, metadata={"help": HELP["dropout_out"]})
     dropout_hidden: float = field(default=0.5, metadata={"help": HELP["dropout_hidden"]})
