@@ -21,3 +21,22 @@ def loss_and_grads(module, x, valid=None, state=None, reversible=True, seed=0):
 
 def max_relative_error(a, b):
     return max(((u - v).abs().max() / v.abs().max().clamp_min(1e-30)).item() for u, v in zip(a, b))
+
+
+def padded_inputs(steps: int, features: int = 5):
+    """(T, 3, features) float64 inputs with gradient, and a mask padding the last two sequences
+    (lengths T, T - 7 and 5)."""
+    x = torch.randn(steps, 3, features, dtype=torch.float64, requires_grad=True)
+    valid = torch.arange(steps)[:, None] < torch.tensor([steps, steps - 7, 5])
+    return x, valid
+
+
+def assert_exact_and_ordinary(module, x, valid=None, same_outputs: bool = True) -> None:
+    """``module`` reverses every state exactly and its reversible gradients equal the ordinary
+    mode's (both modes computing the same outputs)."""
+    forward, recovered, _ = module.trace_exact(x, valid)
+    assert all(torch.equal(a, b) for f, r in zip(forward, recovered) for a, b in zip(f, r))
+    (out_rev, g_rev), (out_ord, g_ord) = (loss_and_grads(module, x, valid, reversible=r) for r in (True, False))
+    if same_outputs:
+        assert torch.equal(out_rev.outputs, out_ord.outputs)
+    assert max_relative_error(g_rev, g_ord) <= 1e-6

@@ -8,7 +8,7 @@ from fairseq_revrnn.core import Forgetting, GRUHalf, LSTMHalf, ReversibleRNN
 from fairseq_revrnn.core.cells import HalfSpec
 from fairseq_revrnn.core.discrete import discrete_forget
 
-from .helpers import loss_and_grads, max_relative_error
+from .helpers import assert_exact_and_ordinary, max_relative_error, padded_inputs
 from .test_gradients import _HalfStep
 
 BITS = 3
@@ -20,22 +20,12 @@ def make(cell: str, estimator: str = "gumbel", **kwargs) -> ReversibleRNN:
     ).double()
 
 
-def inputs(steps: int = 40):
-    x = torch.randn(steps, 3, 5, dtype=torch.float64, requires_grad=True)
-    valid = torch.arange(steps)[:, None] < torch.tensor([steps, steps - 9, 4])
-    return x, valid
-
-
 @pytest.mark.parametrize("estimator", ["gumbel", "categorical"])
 @pytest.mark.parametrize("cell", ["gru", "lstm"])
 def test_discrete_forgetting_reverses_exactly_and_matches_the_ordinary_gradients(cell, estimator):
     module = make(cell, estimator)
-    x, valid = inputs()
-    forward, recovered, _ = module.trace_exact(x, valid)
-    assert all(torch.equal(a, b) for f, r in zip(forward, recovered) for a, b in zip(f, r))
-    (out_rev, g_rev), (out_ord, g_ord) = (loss_and_grads(module, x, valid, reversible=r) for r in (True, False))
-    assert torch.equal(out_rev.outputs, out_ord.outputs), "both modes sample the same forget values"
-    assert max_relative_error(g_rev, g_ord) <= 1e-6
+    x, valid = padded_inputs(40)
+    assert_exact_and_ordinary(module, x, valid)
 
 
 def test_forget_values_are_powers_of_two_sampled_from_the_scores():
@@ -93,7 +83,7 @@ def test_gradcheck_discrete_half_step(cell, estimator):
 @pytest.mark.parametrize("cell", ["gru", "lstm"])
 def test_each_step_destroys_whole_bits_and_evaluation_is_deterministic(cell):
     module = make(cell)
-    x, _ = inputs(25)
+    x, _ = padded_inputs(25)
     layer0 = module(x).memory[0]  # the top layer's also counts its attention slices
     assert layer0.ideal_bits == round(layer0.ideal_bits), "a shift by k destroys exactly k bits"
     assert 0 < layer0.ideal_bits <= BITS * layer0.naive_bits / 32, "at most BITS per unit and step"
@@ -121,8 +111,5 @@ def test_bad_discrete_options_name_the_option(kwargs, message):
 @pytest.mark.parametrize("cell", ["gru", "lstm"])
 def test_compiled_discrete_forgetting_reverses_exactly_and_matches_the_ordinary_gradients(cell, compiling):
     module = make(cell, compile="on")
-    x, valid = inputs(20)
-    forward, recovered, _ = module.trace_exact(x, valid)
-    assert all(torch.equal(a, b) for f, r in zip(forward, recovered) for a, b in zip(f, r))
-    (_, g_rev), (_, g_ord) = (loss_and_grads(module, x, valid, reversible=r) for r in (True, False))
-    assert max_relative_error(g_rev, g_ord) <= 1e-6
+    x, valid = padded_inputs(20)
+    assert_exact_and_ordinary(module, x, valid)

@@ -6,35 +6,25 @@ import torch
 
 from fairseq_revrnn.core import ReversibleRNN
 
-from .helpers import loss_and_grads, max_relative_error
+from .helpers import assert_exact_and_ordinary, padded_inputs
 
 
 def make(cell: str, gates: str, **kwargs) -> ReversibleRNN:
     return ReversibleRNN(cell, 5, [8, 6], max_forget_bits=3, slice_dim=2, gates=gates, **kwargs).double()
 
 
-def inputs(steps: int = 40):
-    x = torch.randn(steps, 3, 5, dtype=torch.float64, requires_grad=True)
-    valid = torch.arange(steps)[:, None] < torch.tensor([steps, steps - 7, 5])
-    return x, valid
-
-
 @pytest.mark.parametrize("gates", ["gumbel", "sharpened"])
 @pytest.mark.parametrize("cell", ["gru", "lstm"])
 def test_g2_gates_reverse_exactly_and_match_the_ordinary_gradients(cell, gates):
     module = make(cell, gates)
-    x, valid = inputs()
-    forward, recovered, _ = module.trace_exact(x, valid)
-    assert all(torch.equal(a, b) for f, r in zip(forward, recovered) for a, b in zip(f, r))
-    (out_rev, g_rev), (out_ord, g_ord) = (loss_and_grads(module, x, valid, reversible=r) for r in (True, False))
-    assert torch.equal(out_rev.outputs, out_ord.outputs), "both modes draw the same noise"
-    assert max_relative_error(g_rev, g_ord) <= 1e-6
+    x, valid = padded_inputs(40)
+    assert_exact_and_ordinary(module, x, valid)
 
 
 @pytest.mark.parametrize("cell", ["gru", "lstm"])
 def test_gumbel_noise_is_drawn_per_call_in_training_and_absent_in_evaluation(cell):
     module = make(cell, "gumbel")
-    x, _ = inputs(12)
+    x, _ = padded_inputs(12)
     torch.manual_seed(1)
     first = module(x).outputs
     torch.manual_seed(1)
@@ -56,7 +46,7 @@ def test_sharpened_gates_keep_their_temperature_in_evaluation(cell):
     plain.load_state_dict(module.state_dict())
     module.eval()
     plain.eval()
-    x, _ = inputs(12)
+    x, _ = padded_inputs(12)
     assert not torch.equal(module(x).outputs, plain(x).outputs)
     step_by_step = torch.cat([module.advance(x[:5])[0], module.advance(x[5:], module.advance(x[:5])[1])[0]])
     assert torch.equal(step_by_step, module(x).outputs), "decoding in pieces computes the same gates"
@@ -77,8 +67,5 @@ def test_bad_gate_options_name_the_option(kwargs, message):
 @pytest.mark.parametrize("cell", ["gru", "lstm"])
 def test_compiled_g2_gates_reverse_exactly_and_match_the_ordinary_gradients(cell, compiling):
     module = ReversibleRNN(cell, 5, [8, 6], slice_dim=2, gates="gumbel", compile="on").double()
-    x, valid = inputs(20)
-    forward, recovered, _ = module.trace_exact(x, valid)
-    assert all(torch.equal(a, b) for f, r in zip(forward, recovered) for a, b in zip(f, r))
-    (_, g_rev), (_, g_ord) = (loss_and_grads(module, x, valid, reversible=r) for r in (True, False))
-    assert max_relative_error(g_rev, g_ord) <= 1e-6
+    x, valid = padded_inputs(20)
+    assert_exact_and_ordinary(module, x, valid)
