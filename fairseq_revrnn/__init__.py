@@ -15,4 +15,4 @@ else:
     from .checkpoints import allow_fairseq_checkpoints
 
     allow_fairseq_checkpoints()
-    from . import criterions, models  # noqa: F401  (registers with fairseq)
+    from . import criterions, models, tasks  # noqa: F401  (registers with fairseq)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from fairseq.criterions import CRITERION_REGISTRY, register_criterion
 from fairseq.models import ARCH_MODEL_REGISTRY, MODEL_REGISTRY, register_model, register_model_architecture
+from fairseq.tasks import TASK_REGISTRY, register_task
 
 
 def _keep(obj):
@@ -26,3 +27,7 @@ def architecture(model_name: str, arch_name: str):
 
 def criterion(name: str, dataclass=None):
     return _keep if name in CRITERION_REGISTRY else register_criterion(name, dataclass=dataclass)
+
+
+def task(name: str, dataclass=None):
+    return _keep if name in TASK_REGISTRY else register_task(name, dataclass=dataclass)
