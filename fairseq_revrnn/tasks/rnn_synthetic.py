@@ -1,7 +1,8 @@
 """``rnn_synthetic``: the synthetic memory problems of our source papers as a fairseq task.
 
 No data directory and no preprocessing: the dictionary and the sequences are built in memory
-from a seed, so the same options give the same data on every machine. Each sample is an input
+from a seed, so the same options give the same data on any machine (numpy's PCG64 generator: the
+stream can change between numpy versions, which a test would notice). Each sample is an input
 sequence and one target per position; positions that are not scored hold the padding index,
 which fairseq's criterions (and ours) ignore. Any language model works on it as a
 sequence-to-label model: at position t it sees inputs 1..t and predicts target t.
@@ -136,7 +137,7 @@ def generate(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``count`` sequences: (source, target), both (count, spec.length) int64, padded with
     ``ids.pad`` at the end, and their lengths. The same ``seed`` (any integers) gives the same
-    sequences: numpy's PCG64 from a SeedSequence, which numpy keeps stable across versions."""
+    sequences (numpy's PCG64 from a SeedSequence)."""
     rng = np.random.default_rng(list(seed))
     k, lag, pad, blank, marker = spec.seq_len, spec.lag, ids.pad, ids.blank, ids.marker
     symbols = ids.first_symbol + rng.integers(spec.num_symbols, size=(count, k), dtype=np.int64)
