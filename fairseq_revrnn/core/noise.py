@@ -20,8 +20,10 @@ import torch
 Tensor = torch.Tensor
 
 GATE_MODES = ("sigmoid", "sharpened", "gumbel")
+PAPER_TEMPERATURE = {"sharpened": 0.2, "gumbel": 0.9}
+"""The G2 paper's temperatures: 0.9 for G2 (section 4.1), 0.2 for the sharpened sigmoid (section 4.2)."""
 # tau unless one is given: the G2 paper's for its gates, Jang et al.'s 1 for discrete forgetting
-DEFAULT_TEMPERATURE = {"sharpened": 0.2, "gumbel": 0.9, "discrete": 1.0}
+DEFAULT_TEMPERATURE = {**PAPER_TEMPERATURE, "discrete": 1.0}
 NOISE_KINDS = ("logistic", "gumbel")
 
 

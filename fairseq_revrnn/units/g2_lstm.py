@@ -27,11 +27,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..core.noise import GATE_MODES as GATES
+from ..core.noise import PAPER_TEMPERATURE
 from .runner import RecurrentCell, State
-
-GATES = ("sigmoid", "sharpened", "gumbel")
-PAPER_TEMPERATURE = {"sharpened": 0.2, "gumbel": 0.9}
-"""The paper's temperatures: 0.9 for G2 (section 4.1), 0.2 for the sharpened sigmoid (section 4.2)."""
 
 _ARGUMENTS = {"gates": "gates", "temperature": "temperature", "gumbel_fraction": "gumbel_fraction"}
 
