@@ -166,6 +166,8 @@ def fake_data(tmp_path) -> Path:
         ({"HIDDEN": "33"}, "HIDDEN=33 must be a positive even number"),
         ({"SIZE": "paper", "HIDDEN": "64"}, "HIDDEN=64 applies to SIZE=cpu only"),
         ({"MAX_UPDATE": "ten"}, "MAX_UPDATE=ten must be a non-negative integer"),
+        ({"BATCH": "0"}, "BATCH=0 must be a positive integer"),
+        ({"PATIENCE": "0"}, "PATIENCE=0 must be -1 (never stop early) or a positive integer"),
         ({"DATA": "no/such/dir"}, "DATA=no/such/dir is not a binarised data directory"),
     ],
 )

@@ -141,6 +141,7 @@ def test_prepare_names_missing_files(raw_dir, tmp_path):
         ({"BITS": "0"}, "BITS=0 is not allowed; choose 1..10, none (no limit) or nf (no forgetting)"),
         ({"HIDDEN": "33"}, "HIDDEN=33 must be a positive even number"),
         ({"OPTIM": "rmsprop"}, "OPTIM=rmsprop is not allowed; choose one of: sgd adam"),
+        ({"OPTIM": "adam", "PATIENCE": "none"}, "PATIENCE=none must be -1 (never stop early) or a positive integer"),
         ({"DATA": "/nonexistent"}, "DATA=/nonexistent is not a directory"),
     ],
 )

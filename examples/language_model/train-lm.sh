@@ -8,7 +8,8 @@
 #   DATA        binarised data from prepare-ptb.sh / prepare-wikitext2.sh          [data-bin/ptb]
 #   SIZE        cpu | paper                                                                [cpu]
 #                 cpu:   2 layers of HIDDEN units, embeddings HIDDEN, tied; dropout in/out 0.2
-#                        (ours also DropConnect 0.2); Adam, lr 0.002, gradient norm clipped at 0.25
+#                        (ours also DropConnect 0.2); Adam, lr 0.002 halved whenever validation loss
+#                        does not improve, gradient norm clipped at 0.25
 #                 paper: appendix G.1 (--arch rev_lstm_lm_ptb): layers 1150 and 650, embeddings 650,
 #                        tied, DropConnect 0.5, dropout in 0.3 / out 0.4 / embedding 0.1; SGD lr 20,
 #                        clip 0.1, weight decay 1.2e-6, lr divided by 4 (by 2 with a bit limit) after
@@ -21,6 +22,9 @@
 #   HIDDEN      units per layer and embedding size, SIZE=cpu only (an even number)            [256]
 #   MAX_UPDATE  stop after this many updates, 0: no limit           [cpu 600 (about one PTB epoch), paper 0]
 #   MAX_EPOCH   stop after this many epochs, 0: no limit                                         [0]
+#   PATIENCE    stop after this many epochs without a better validation loss (fairseq's --patience),
+#               -1: never                                                                   [cpu 3, paper -1]
+#   BATCH       sequences of 70 tokens per batch                                                  [20]
 #   SAVE_DIR    checkpoints, train.log and run.json   [checkpoints/<data>-<size>-rev-<cell>-bits<BITS>,
 #                                                       checkpoints/<data>-<size>-baseline]
 #   LOG_INTERVAL [50], SEED [1]
@@ -36,6 +40,7 @@ CELL="${CELL:-lstm}"
 BITS="${BITS:-3}"
 FORGETTING="${FORGETTING:-fractional}"
 MAX_EPOCH="${MAX_EPOCH:-0}"
+BATCH="${BATCH:-20}"
 one_of SIZE "$SIZE" cpu paper
 one_of MODEL "$MODEL" rev baseline
 one_of CELL "$CELL" lstm gru
@@ -55,6 +60,9 @@ else
 fi
 [[ "$MAX_UPDATE" =~ ^[0-9]+$ ]] || die "MAX_UPDATE=$MAX_UPDATE must be a non-negative integer (0: no limit)"
 [[ "$MAX_EPOCH" =~ ^[0-9]+$ ]] || die "MAX_EPOCH=$MAX_EPOCH must be a non-negative integer (0: no limit)"
+[[ "$BATCH" =~ ^[1-9][0-9]*$ ]] || die "BATCH=$BATCH must be a positive integer (sequences per batch)"
+if [ "$SIZE" = paper ]; then PATIENCE="${PATIENCE:--1}"; else PATIENCE="${PATIENCE:-3}"; fi
+[[ "$PATIENCE" =~ ^(-1|[1-9][0-9]*)$ ]] || die "PATIENCE=$PATIENCE must be -1 (never stop early) or a positive integer"
 [ -f "$DATA/dict.txt" ] || die "DATA=$DATA is not a binarised data directory (run prepare-ptb.sh or prepare-wikitext2.sh first)"
 
 if [ "$MODEL" = rev ]; then
@@ -94,15 +102,17 @@ if [ "$SIZE" = paper ]; then
     OPTIM_ARGS=(--optimizer sgd --lr 20 --clip-norm 0.1 --weight-decay 1.2e-6 --lr-scheduler reduce_lr_on_plateau
         --lr-shrink "$SHRINK" --lr-patience 5 --stop-min-lr 0.01)
 else
-    OPTIM_ARGS=(--optimizer adam --lr 0.002 --clip-norm 0.25)
+    OPTIM_ARGS=(--optimizer adam --lr 0.002 --clip-norm 0.25 --lr-scheduler reduce_lr_on_plateau --lr-shrink 0.5
+        --lr-patience 0)
 fi
+OPTIM_ARGS+=(--patience "$PATIENCE")
 SAVE_DIR="${SAVE_DIR:-checkpoints/$(basename "$DATA")-$NAME}"
 write_run_json "$SAVE_DIR" "${RUN[@]}" data="$(basename "$DATA")"
 echo "training into $SAVE_DIR (whole output appended to $SAVE_DIR/train.log)"
 
 read -ra EXTRA_ARGS <<< "${EXTRA:-}"
 PYTHONUNBUFFERED=1 fairseq-train "$DATA" --user-dir "$USER_DIR" --task language_modeling \
-    --tokens-per-sample 70 --sample-break-mode none --batch-size 20 --required-batch-size-multiple 1 \
+    --tokens-per-sample 70 --sample-break-mode none --batch-size "$BATCH" --required-batch-size-multiple 1 \
     "${MODEL_ARGS[@]}" "${OPTIM_ARGS[@]}" --max-update "$MAX_UPDATE" --max-epoch "$MAX_EPOCH" \
     --save-dir "$SAVE_DIR" --no-epoch-checkpoints --log-format json --log-interval "${LOG_INTERVAL:-50}" \
     --seed "${SEED:-1}" "${EXTRA_ARGS[@]}" 2>&1 | tee -a "$SAVE_DIR/train.log"

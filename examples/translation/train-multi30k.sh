@@ -11,7 +11,10 @@
 #   SIZE       paper (1 layer, 300 units, embeddings 300) | cpu (128 units, for quick runs)  [paper]
 #   HIDDEN     units and embedding size, overriding SIZE's (an even number)
 #   OPTIM      sgd (the paper: batches of 64, lr halved when validation loss stops improving,
-#              stop below 0.001) | adam (lr 0.001: faster progress in few updates)           [sgd]
+#              stop below 0.001) | adam (lr 0.001 halved the same way; stop after PATIENCE
+#              epochs without a better validation loss: converges in fewer epochs)           [sgd]
+#   PATIENCE   epochs without a better validation loss before stopping (fairseq's --patience;
+#              -1: never)                                                    [adam 3, sgd -1]
 #   LR         learning rate (default: sgd 0.5 rev_lstm, 0.2 rev_gru, 1.0 lstm; adam 0.001)
 #   DATA       binarised data                                             [data-bin/multi30k.en-de]
 #   SAVE_DIR   checkpoints, train.log and run.json           [checkpoints/multi30k/MODEL.ATTENTION.BITS]
@@ -79,8 +82,12 @@ if [ "$OPTIM" = sgd ]; then
     OPTIM_ARGS=(--optimizer sgd --lr "${LR:-$SGD_LR}" --lr-scheduler reduce_lr_on_plateau --lr-shrink 0.5
         --lr-patience 0 --stop-min-lr 0.001 --clip-norm 5)
 else
-    OPTIM_ARGS=(--optimizer adam --lr "${LR:-0.001}" --clip-norm 5)
+    OPTIM_ARGS=(--optimizer adam --lr "${LR:-0.001}" --lr-scheduler reduce_lr_on_plateau --lr-shrink 0.5
+        --lr-patience 0 --clip-norm 5)
 fi
+if [ "$OPTIM" = sgd ]; then PATIENCE="${PATIENCE:--1}"; else PATIENCE="${PATIENCE:-3}"; fi
+[[ "$PATIENCE" =~ ^(-1|[1-9][0-9]*)$ ]] || die "PATIENCE=$PATIENCE must be -1 (never stop early) or a positive integer"
+OPTIM_ARGS+=(--patience "$PATIENCE")
 SAVE_DIR="${SAVE_DIR:-checkpoints/multi30k/$NAME}"
 write_run_json "$SAVE_DIR" "${RUN[@]}"
 

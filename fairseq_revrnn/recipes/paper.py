@@ -27,3 +27,18 @@ def multi30k_valid_bleu(model: str, attention: str, bits: str) -> float | None:
     """The paper's validation BLEU for one grid cell (paper-sized models), or None if it has none."""
     row = _MULTI30K_VALID_BLEU.get(model, {}).get(attention)
     return row[BITS.index(bits)] if row is not None and bits in BITS else None
+
+
+# Table 2 / section 9 of the spec: PTB validation perplexity of the 2-layer (1150/650) RevLSTM per
+# bit limit, with its memory savings, and of the standard 2-layer LSTM.
+_PTB_REV_LSTM = {"2": (74.7, 14.0), "3": (72.8, 10.0), "5": (72.9, 7.3), "none": (72.9, 4.9)}
+PTB_LSTM_VALID_PPL = 73.0
+
+
+def ptb_valid_ppl(model: str, cell: str, bits: str) -> tuple[float, float | None] | None:
+    """The paper's PTB validation perplexity and savings (None for the LSTM) for a 2-layer LSTM-type model."""
+    if model == "baseline":
+        return PTB_LSTM_VALID_PPL, None
+    if model == "rev" and cell == "lstm":
+        return _PTB_REV_LSTM.get(bits)
+    return None

@@ -8,6 +8,11 @@ that validates more slowly.
 A run directory holds ``train.log`` (``fairseq-train --log-format json``),
 ``run.json`` (what the recipe trained) and, after evaluation,
 ``generate-{valid,test}.txt`` (translation) or ``eval.log`` (language model).
+The run whose ``run.json`` names fairseq's own model (``lstm``, ``lstm_lm``
+as ``baseline``) is the reference of the comparison columns: test BLEU minus
+its BLEU, and validation perplexity over its perplexity. PTB runs of an
+LSTM-type model also show the paper's paper-sized figure for the same bit
+limit (its table 2), beside ours at whatever size we trained.
 
     python -m fairseq_revrnn.recipes.results checkpoints/multi30k/* --out results.md
 """
@@ -25,6 +30,7 @@ from .generate_output import bleu
 from .logs import number, records
 
 PERPLEXITY = re.compile(r"Perplexity: ([0-9.]+|inf|nan)")
+BASELINES = ("lstm", "baseline")  # run.json's model for fairseq's own lstm (translation) and lstm_lm
 
 
 def summarise(run: Path) -> dict:
@@ -41,6 +47,8 @@ def summarise(run: Path) -> dict:
     row = {
         "run": run.name,
         "task": info.get("task", "translation" if (run / "generate-test.txt").exists() else "language_model"),
+        "baseline": info.get("model") in BASELINES,
+        "epochs": int(number(last, "epoch")) if last else None,
         "updates": number(last, "train_num_updates"),
         "wps": inner[len(inner) // 2] if inner else number(last, "train_wps"),
         "valid_ppl": min((v for v in valid if v is not None), default=None),
@@ -59,7 +67,23 @@ def summarise(run: Path) -> dict:
         if info.get("size") == "paper"
         else None
     )
+    ptb = paper.ptb_valid_ppl(info.get("model", ""), info.get("cell", ""), info.get("bits", ""))
+    comparable = info.get("data") == "ptb" and info.get("forgetting", "fractional") == "fractional"
+    row["paper_valid_ppl"], row["paper_savings"] = ptb if ptb and comparable else (None, None)
     return row
+
+
+def compare_to_baseline(rows: list[dict]) -> None:
+    """Set each row's distance to its task's baseline run (fairseq's own model), if one is among ``rows``:
+    test BLEU minus the baseline's for translation, valid perplexity over the baseline's for language models."""
+    for task, key, column in (("translation", "test_bleu", "bleu_gap"), ("language_model", "valid_ppl", "ppl_ratio")):
+        reference = next((r[key] for r in rows if r["task"] == task and r["baseline"]), None)
+        for r in rows:
+            value = r[key]
+            if value is None or reference is None:
+                r[column] = None
+            else:
+                r[column] = value - reference if column == "bleu_gap" else value / reference
 
 
 def fmt(value, digits: int = 2) -> str:
@@ -70,20 +94,23 @@ def fmt(value, digits: int = 2) -> str:
 
 COLUMNS = {
     "translation": [
-        ("run", "run", 0), ("updates", "updates", 0), ("words/s", "wps", 0), ("valid ppl", "valid_ppl", 2),
-        ("valid BLEU", "valid_bleu", 2), ("paper valid BLEU", "paper_valid_bleu", 2), ("test BLEU", "test_bleu", 2),
-        ("savings enc", "enc_savings", 2), ("savings dec", "dec_savings", 2), ("savings", "savings", 2),
-        ("ideal", "ideal", 2),
+        ("run", "run", 0), ("epochs", "epochs", 0), ("updates", "updates", 0), ("words/s", "wps", 0),
+        ("valid ppl", "valid_ppl", 2), ("valid BLEU", "valid_bleu", 2), ("paper valid BLEU", "paper_valid_bleu", 2),
+        ("test BLEU", "test_bleu", 2), ("test BLEU - baseline", "bleu_gap", 2), ("savings enc", "enc_savings", 2),
+        ("savings dec", "dec_savings", 2), ("savings", "savings", 2), ("ideal", "ideal", 2),
     ],
     "language_model": [
-        ("run", "run", 0), ("updates", "updates", 0), ("words/s", "wps", 0), ("valid ppl", "valid_ppl", 2),
-        ("test ppl", "test_ppl", 2), ("savings", "savings", 2), ("ideal", "ideal", 2),
+        ("run", "run", 0), ("epochs", "epochs", 0), ("updates", "updates", 0), ("words/s", "wps", 0),
+        ("valid ppl", "valid_ppl", 2), ("valid ppl / baseline", "ppl_ratio", 3), ("test ppl", "test_ppl", 2),
+        ("savings", "savings", 2), ("ideal", "ideal", 2), ("paper valid ppl (1150/650)", "paper_valid_ppl", 1),
+        ("paper savings", "paper_savings", 1),
     ],
 }  # fmt: skip
 
 
 def table(rows: list[dict]) -> str:
     """Markdown tables, one per task, in the order of ``rows``."""
+    compare_to_baseline(rows)
     parts = []
     for task, columns in COLUMNS.items():
         chosen = [r for r in rows if r["task"] == task]
