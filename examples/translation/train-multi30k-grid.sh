@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The paper's Multi30K grid (appendix G.2, Table 4): RevLSTM and RevGRU x attention x forgetting,
 # plus the standard-LSTM baseline; each run trained, evaluated (BLEU on val and test_2016_flickr),
-# and one results table written from the logs.
+# and one results table and the training curves (PNG) written from the logs.
 #
 #   bash examples/translation/train-multi30k-grid.sh            # all 50 runs + baseline: days on a CPU
 #   MODELS=rev_lstm ATTENTIONS=Emb+20H BITS_LIST="2 3" bash examples/translation/train-multi30k-grid.sh
@@ -11,7 +11,7 @@
 #   ATTENTIONS  ["20H 100H 300H Emb Emb+20H"]
 #   BITS_LIST   ["1 2 3 5 none"]
 #   BASELINE    1 to train and evaluate fairseq's lstm too, 0 not to                 [1]
-#   RUNS        where the runs go (one directory each) and results.md              [checkpoints/multi30k]
+#   RUNS        where the runs go (one directory each) and results.md, multi30k_*.png [checkpoints/multi30k]
 #   and everything train-multi30k.sh and evaluate-multi30k.sh read (DATA, SIZE, OPTIM, MAX_EPOCH, ...).
 set -euo pipefail
 HERE="$(dirname "$0")"
@@ -33,4 +33,7 @@ if [ "${BASELINE:-1}" = 1 ]; then
 fi
 bash "$HERE/evaluate-multi30k.sh" "${dirs[@]}"
 "$PYTHON" -m fairseq_revrnn.recipes.results "${dirs[@]}" --out "$RUNS/results.md"
-echo "results table: $RUNS/results.md"
+logs=()
+for dir in "${dirs[@]}"; do logs+=("$(basename "$dir")=$dir/train.log"); done
+"$PYTHON" -m fairseq_revrnn.recipes.plots "${logs[@]}" --out-dir "$RUNS" --prefix multi30k
+echo "results table: $RUNS/results.md; curves: $RUNS/multi30k_{perplexity,memory}.png"
