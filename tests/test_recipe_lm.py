@@ -202,3 +202,18 @@ def test_wikitext2_local_directory_must_hold_the_three_files(tmp_path):
     assert proc.returncode == 1
     assert "WIKITEXT2_DIR" in proc.stderr and "lacks wiki.valid.tokens, wiki.test.tokens" in proc.stderr
     assert not (tmp_path / "data-bin").exists()
+
+
+def test_converged_ptb_trains_evaluates_and_sets_the_paper_beside(workdir):
+    proc = recipe("converged.sh", cwd=workdir, TASK="ptb", RUNS="conv", MAX_UPDATE="2", timeout=900, **TINY)
+    ok(proc)
+    runs = workdir / "conv"
+    table = (runs / "results.md").read_text().splitlines()
+    assert "valid ppl / baseline" in table[0] and "paper valid ppl (1150/650)" in table[0]
+    rows = {line.split(" | ")[0][2:]: line.split(" | ") for line in table[2:]}
+    assert set(rows) == {"rev-lstm-bits3", "baseline", "rev-lstm-bits2", "rev-lstm-bits5", "rev-lstm-bitsnone"}
+    assert rows["baseline"][5] == "1.000" and rows["rev-lstm-bits3"][-2] == "72.8"
+    for name in rows:
+        assert math.isfinite(summarise(runs / name)["test_ppl"])
+        assert "'batch_size': 64," in (runs / name / "train.log").read_text()
+    assert (runs / "ptb_memory.png").read_bytes().startswith(b"\x89PNG")

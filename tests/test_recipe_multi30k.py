@@ -168,3 +168,31 @@ def test_results_set_the_papers_bleu_beside_paper_sized_runs(tmp_path):
     paper, cpu = summarise(tmp_path / "paper"), summarise(tmp_path / "cpu")
     assert paper["paper_valid_bleu"] == 37.54 and cpu["paper_valid_bleu"] is None
     assert paper["updates"] == 10 and paper["savings"] == 7.5 and paper["test_bleu"] is None
+
+
+def test_converged_trains_each_model_once_then_evaluates_and_tabulates(prepared):
+    env = dict(SIZE="cpu", HIDDEN="48", MAX_UPDATE="2", LOG_INTERVAL="1", SUBSETS="test")
+    env["GEN_EXTRA"] = "--max-len-a 1 --max-len-b 3"
+    out = ok(recipe("converged.sh", cwd=prepared, TASK="multi30k", RUNS="conv", **env))
+    runs = prepared / "conv"
+    names = ("rev_lstm.Emb+20H.3", "lstm", "rev_gru.Emb+20H.3", "rev_lstm.Emb+20H.none")
+    for name in names:
+        assert f"{name}: training (" in out and (runs / name / "generate-test.txt").exists()
+        assert '"optim": "adam"' in (runs / name / "run.json").read_text()
+    rows = {line.split(" | ")[0][2:]: line for line in (runs / "results.md").read_text().splitlines()[2:]}
+    assert set(rows) == set(names)
+    assert (runs / "multi30k_perplexity.png").read_bytes().startswith(b"\x89PNG")
+    # Run again: every run is done, so nothing trains; evaluation and the table are redone.
+    again = ok(recipe("converged.sh", cwd=prepared, TASK="multi30k", RUNS="conv", **env))
+    assert "training (" not in again and again.count("trained before") == 4
+    for name in names:
+        assert (runs / name / "train.log").read_text().count("done training") == 1
+
+
+@pytest.mark.parametrize(
+    "env, message",
+    [({"TASK": "wmt"}, "TASK=wmt is not allowed; choose one of: multi30k ptb"), ({"JOBS": "0"}, "JOBS=0 must be")],
+)
+def test_converged_refuses_bad_settings(tmp_path, env, message):
+    proc = recipe("converged.sh", cwd=tmp_path, **env)
+    assert proc.returncode == 2 and message in proc.stderr and list(tmp_path.iterdir()) == []
