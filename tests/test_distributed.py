@@ -1,6 +1,7 @@
 """Two training processes (gloo on CPU, ranks started by hand) against one
 process over the same batches: every model and criterion of the plugin."""
 
+import math
 import os
 import socket
 import subprocess
@@ -17,23 +18,51 @@ pytestmark = pytest.mark.cli
 NO_DROPOUT = ["--dropout-in", "0", "--dropout-out", "0", "--dropout-hidden", "0", "--dropout-embed", "0"]
 COMMON = [
     "--optimizer", "adam", "--lr", "0.003", "--num-workers", "0", "--log-format", "json", "--log-interval", "1",
-    "--no-save", "--disable-validation", "--seed", "1", "--max-update", "3", "--cpu", *NO_DROPOUT,
+    "--no-save", "--disable-validation", "--seed", "1", "--max-update", "3", "--cpu",
+]  # fmt: skip
+REV_LM = [
+    "--task", "language_modeling", "--arch", "rev_lstm_lm", "--decoder-embed-dim", "32", "--decoder-hidden-size", "32",
+    "--tokens-per-sample", "35", "--sample-break-mode", "none", "--criterion", "rev_cross_entropy", "--batch-size", "4",
+    *NO_DROPOUT,
 ]  # fmt: skip
 MODELS = {
     "rev_lstm": (
         "multi30k_bin",
         ["--arch", "rev_lstm", *TINY_NMT, "--attention-slice-dim", "6", "--encoder-layers", "2",
          "--decoder-layers", "2", "--criterion", "rev_label_smoothed_cross_entropy", "--label-smoothing", "0.1",
-         "--batch-size", "8"],
+         "--batch-size", "8", *NO_DROPOUT],
         {"mem_savings", "mem_savings_ideal", "enc_mem_savings", "dec_mem_savings"},
     ),
-    "rev_lstm_lm": (
+    "rev_lstm_lm": ("ptb_bin", REV_LM, {"mem_savings", "mem_savings_ideal"}),
+    # The deterministic options of later issues together: sharpened gates, radices, host-sync-free overflow.
+    "rev_gru_lm options": (
         "ptb_bin",
-        ["--task", "language_modeling", "--arch", "rev_lstm_lm", "--decoder-embed-dim", "32",
-         "--decoder-hidden-size", "32", "--tokens-per-sample", "35", "--sample-break-mode", "none",
-         "--criterion", "rev_cross_entropy", "--batch-size", "4"],
+        [*REV_LM, "--cell-type", "gru", "--gates", "sharpened", "--hidden-radix", "20", "--forget-radix", "12",
+         "--rev-overflow", "bound"],
         {"mem_savings", "mem_savings_ideal"},
     ),
+    "g2_lstm": (
+        "multi30k_bin",
+        ["--arch", "g2_lstm", *TINY_NMT, "--gates", "sharpened", "--dropout", "0",
+         "--criterion", "label_smoothed_cross_entropy", "--label-smoothing", "0.1", "--batch-size", "8"],
+        set(),
+    ),
+    "nru_lm": (
+        "ptb_bin",
+        ["--task", "language_modeling", "--arch", "nru_lm", "--decoder-embed-dim", "24", "--decoder-hidden-size", "32",
+         "--memory-size", "16", "--memory-heads", "1", "--tokens-per-sample", "35", "--sample-break-mode", "none",
+         "--criterion", "cross_entropy", "--batch-size", "4", "--dropout", "0"],
+        set(),
+    ),
+}  # fmt: skip
+# Options that draw noise (Gumbel gates, discrete forgetting's samples): each rank draws its own, so they
+# are checked to train, not to match one process.
+NOISY = {
+    "rev_lstm_lm discrete forgetting": [*REV_LM, "--discrete-forgetting", "--max-forget-bits", "3"],
+    "rev_gru_lm gumbel gates": [*REV_LM, "--cell-type", "gru", "--gates", "gumbel"],
+    "g2_lstm_lm gumbel": ["--task", "language_modeling", "--arch", "g2_lstm_lm", "--decoder-embed-dim", "24",
+                          "--decoder-hidden-size", "32", "--gates", "gumbel", "--tokens-per-sample", "35",
+                          "--criterion", "cross_entropy", "--batch-size", "4"],
 }  # fmt: skip
 
 
@@ -70,7 +99,11 @@ def train(args: list, world: int, cwd, ddp_backend: str = "legacy_ddp") -> list[
     return done
 
 
-@pytest.mark.parametrize("name, ddp_backend", [("rev_lstm", "legacy_ddp"), ("rev_lstm_lm", "no_c10d")])
+@pytest.mark.parametrize(
+    "name, ddp_backend",
+    [("rev_lstm", "legacy_ddp"), ("rev_lstm_lm", "no_c10d"), ("rev_gru_lm options", "legacy_ddp"),
+     ("g2_lstm", "legacy_ddp"), ("nru_lm", "no_c10d")],
+)  # fmt: skip
 def test_two_ranks_train_like_one_process_with_the_same_total_batch(name, ddp_backend, request, tmp_path):
     fixture, model_args, memory_keys = MODELS[name]
     args = [request.getfixturevalue(fixture), "--user-dir", PLUGIN, *model_args, *COMMON]
@@ -87,3 +120,13 @@ def test_two_ranks_train_like_one_process_with_the_same_total_batch(name, ddp_ba
         assert a["wpb"] == b["wpb"] and a["bsz"] == b["bsz"], "both runs see the same total batch"
         for key in ("loss", *sorted(memory_keys)):
             assert float(a[key]) == pytest.approx(float(b[key]), abs=2e-3, rel=1e-3), (key, a, b)
+
+
+@pytest.mark.parametrize("name", NOISY)
+def test_two_ranks_train_the_noisy_options(name, ptb_bin, tmp_path):
+    ranks = train([ptb_bin, "--user-dir", PLUGIN, *NOISY[name], *COMMON], 2, tmp_path)
+    for rank, proc in enumerate(ranks):
+        assert proc.returncode == 0, f"rank {rank} failed:\n{proc.stdout[-4000:]}"
+    steps = records(ranks[0].stdout, "train_inner")
+    assert [r["num_updates"] for r in steps] == ["1", "2", "3"]
+    assert all(math.isfinite(float(r["loss"])) and float(r["bsz"]) == 8 for r in steps)  # both ranks' 4 sequences
