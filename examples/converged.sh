@@ -8,9 +8,10 @@
 #                                              # lstm_lm; Adam, batches of 64 x 70 tokens
 #
 # Every model trains the same way: Adam, lr halved after each epoch without a better validation loss,
-# stopped after PATIENCE (3) such epochs or MAX_EPOCH. A run whose train.log ends its training ("done
-# training") is not trained again; any other resumes from its checkpoint_last.pt, so the script can
-# be stopped and run again (across sessions, for instance) and it carries on where it was.
+# stopped after PATIENCE (3) such epochs or MAX_EPOCH. A run that finished under the same MAX_EPOCH and
+# MAX_UPDATE (RUNS/NAME/converged.done says so) is not trained again; any other resumes from its
+# checkpoint_last.pt, so the script can be stopped and run again (across sessions, for instance) and
+# carries on where it was, or run with a larger MAX_EPOCH to train further.
 #
 # Environment (optional):
 #   TASK      multi30k | ptb                                                                 [multi30k]
@@ -56,17 +57,20 @@ fi
 mkdir -p "$RUNS"
 
 # train NAME ENV...: the recipe into RUNS/NAME unless that run is done; its output goes to RUNS/NAME/train.log.
+CAPS="MAX_EPOCH=$MAX_EPOCH MAX_UPDATE=${MAX_UPDATE:-0}"
 train() {
     local name="$1" dir="$RUNS/$1"
     shift
-    if grep -qs "done training" "$dir/train.log"; then
-        echo "$name: trained before (done training in $dir/train.log)"
+    if [ "$(cat "$dir/converged.done" 2> /dev/null)" = "$CAPS" ]; then
+        echo "$name: trained before ($CAPS)"
         return 0
     fi
     echo "$name: training ($*), output in $dir/train.log"
     env "$@" SAVE_DIR="$dir" OMP_NUM_THREADS="$THREADS" bash "$TRAIN" > /dev/null ||
         die "$name: training failed; the end of $dir/train.log says why"
-    grep -qs "done training" "$dir/train.log" || die "$name did not finish training; see $dir/train.log"
+    [ "$(tail -n 3 "$dir/train.log" | grep -c "done training")" = 1 ] ||
+        die "$name did not finish training; see $dir/train.log"
+    echo "$CAPS" > "$dir/converged.done"
     echo "$name: done, $(grep -c '| valid |' "$dir/train.log") validations"
 }
 

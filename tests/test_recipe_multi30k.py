@@ -184,9 +184,15 @@ def test_converged_trains_each_model_once_then_evaluates_and_tabulates(prepared)
     assert (runs / "multi30k_perplexity.png").read_bytes().startswith(b"\x89PNG")
     # Run again: every run is done, so nothing trains; evaluation and the table are redone.
     again = ok(recipe("converged.sh", cwd=prepared, TASK="multi30k", RUNS="conv", **env))
-    assert "training (" not in again and again.count("trained before") == 4
+    assert "training (" not in again and again.count("trained before (MAX_EPOCH=15 MAX_UPDATE=2)") == 4
     for name in names:
         assert (runs / name / "train.log").read_text().count("done training") == 1
+    # A larger cap trains further, from the checkpoint.
+    longer = ok(recipe("converged.sh", cwd=prepared, TASK="multi30k", RUNS="conv", **{**env, "MAX_UPDATE": "3"}))
+    assert longer.count("training (") == 4
+    for name in names:
+        log = (runs / name / "train.log").read_text()
+        assert "Loaded checkpoint" in log and "@ 3 updates" in log
 
 
 @pytest.mark.parametrize(

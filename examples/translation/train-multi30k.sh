@@ -63,7 +63,9 @@ SIZE_ARGS=(--encoder-embed-dim "$HIDDEN" --decoder-embed-dim "$HIDDEN" --encoder
 if [ "$MODEL" = lstm ]; then
     NAME=lstm
     RUN=(task=translation model=lstm size="$SIZE" optim="$OPTIM")
-    MODEL_ARGS=(--arch lstm "${SIZE_ARGS[@]}" --decoder-out-embed-dim "$HIDDEN" --encoder-dropout-in 0.4
+    # --user-dir for the baseline too: the plugin allow-lists fairseq's checkpoint types for torch's
+    # weights_only loading, which resuming from checkpoint_last.pt needs.
+    MODEL_ARGS=(--user-dir "$USER_DIR" --arch lstm "${SIZE_ARGS[@]}" --decoder-out-embed-dim "$HIDDEN" --encoder-dropout-in 0.4
         --encoder-dropout-out 0.4 --decoder-dropout-in 0.4 --decoder-dropout-out 0.4
         --criterion label_smoothed_cross_entropy)
     SGD_LR=1.0
