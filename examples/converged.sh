@@ -93,8 +93,4 @@ for dir in "${dirs[@]}"; do
             die "fairseq-eval-lm failed on $dir; the end of $dir/eval.log says why"
     fi
 done
-"$PYTHON" -m fairseq_revrnn.recipes.results "${dirs[@]}" --out "$RUNS/results.md"
-logs=()
-for dir in "${dirs[@]}"; do logs+=("$(basename "$dir")=$dir/train.log"); done
-"$PYTHON" -m fairseq_revrnn.recipes.plots "${logs[@]}" --out-dir "$RUNS" --prefix "$TASK"
-echo "results table: $RUNS/results.md; curves: $RUNS/${TASK}_{perplexity,memory}.png"
+tabulate "$RUNS" "$TASK" "${dirs[@]}"

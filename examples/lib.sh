@@ -40,3 +40,15 @@ write_run_json() {
         printf '}\n'
     } > "$dir/run.json"
 }
+
+# tabulate RUNS PREFIX DIR...: the results table of the evaluated runs DIR... into RUNS/results.md and
+# their training curves into RUNS/PREFIX_{perplexity,memory}.png.
+tabulate() {
+    local runs="$1" prefix="$2" dir
+    shift 2
+    "$PYTHON" -m fairseq_revrnn.recipes.results "$@" --out "$runs/results.md"
+    local logs=()
+    for dir in "$@"; do logs+=("$(basename "$dir")=$dir/train.log"); done
+    "$PYTHON" -m fairseq_revrnn.recipes.plots "${logs[@]}" --out-dir "$runs" --prefix "$prefix"
+    echo "results table: $runs/results.md; curves: $runs/${prefix}_{perplexity,memory}.png"
+}

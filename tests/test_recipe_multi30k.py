@@ -103,12 +103,13 @@ def test_grid_trains_evaluates_and_tabulates(prepared):
             generated = (runs / run / f"generate-{subset}.txt").read_text(encoding="utf-8")
             assert sum(line.startswith("H-") for line in generated.splitlines()) == LINES
     table = (runs / "results.md").read_text(encoding="utf-8").splitlines()
-    assert table[0].startswith("| run | epochs | updates | words/s | valid ppl | valid BLEU |")
+    assert table[0].startswith("| run | epochs | updates | words/s | valid ppl | valid ppl / baseline | valid BLEU |")
     rows = {line.split(" | ")[0][2:]: line.split(" | ") for line in table[2:]}
     assert set(rows) == {"rev_gru.Emb+8H.2", "lstm"}
     assert rows["rev_gru.Emb+8H.2"][1:3] == ["1", "2"] and float(rows["rev_gru.Emb+8H.2"][-2]) > 1.0
     assert rows["lstm"][-2] == "-"  # the baseline logs no memory savings
-    assert rows["lstm"][8] == "0.00" and rows["rev_gru.Emb+8H.2"][8] != "-"  # test BLEU minus the baseline's
+    assert rows["lstm"][9] == "0.00" and rows["rev_gru.Emb+8H.2"][9] != "-"  # test BLEU minus the baseline's
+    assert rows["lstm"][5] == "1.000" and float(rows["rev_gru.Emb+8H.2"][5]) > 0  # valid ppl over the baseline's
     for figure in ("multi30k_memory.png", "multi30k_perplexity.png"):
         assert (runs / figure).read_bytes().startswith(b"\x89PNG")
     assert '"attention": "Emb+8H"' in (runs / "rev_gru.Emb+8H.2" / "run.json").read_text()

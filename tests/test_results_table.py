@@ -40,7 +40,7 @@ def test_language_model_rows_are_compared_with_the_baseline_and_the_paper(tmp_pa
     assert "| rev3 | 3 | 30 | 100 | 120.00 | 1.200 | 115.00 |" in text
 
 
-def test_translation_rows_get_the_bleu_gap_only_when_a_baseline_is_there(tmp_path):
+def test_translation_rows_get_the_bleu_gap_and_ppl_ratio_only_when_a_baseline_is_there(tmp_path):
     info = {"task": "translation", "model": "rev_lstm", "attention": "Emb+20H", "bits": "3", "size": "paper"}
     rev = make_run(tmp_path, "rev", info, [20.0])
     lstm = make_run(tmp_path, "lstm", {"task": "translation", "model": "lstm", "size": "paper"}, [18.0])
@@ -52,6 +52,7 @@ def test_translation_rows_get_the_bleu_gap_only_when_a_baseline_is_there(tmp_pat
     table(rows)
     assert rows[0]["test_bleu"] > rows[1]["test_bleu"]
     assert rows[0]["bleu_gap"] == rows[0]["test_bleu"] - rows[1]["test_bleu"] and rows[1]["bleu_gap"] == 0
+    assert rows[0]["ppl_ratio"] == 20.0 / 18.0 and rows[1]["ppl_ratio"] == 1.0
     alone = [summarise(rev)]
     table(alone)
-    assert alone[0]["bleu_gap"] is None
+    assert alone[0]["bleu_gap"] is None and alone[0]["ppl_ratio"] is None

@@ -32,8 +32,4 @@ if [ "${BASELINE:-1}" = 1 ]; then
     dirs+=("$RUNS/lstm")
 fi
 bash "$HERE/evaluate-multi30k.sh" "${dirs[@]}"
-"$PYTHON" -m fairseq_revrnn.recipes.results "${dirs[@]}" --out "$RUNS/results.md"
-logs=()
-for dir in "${dirs[@]}"; do logs+=("$(basename "$dir")=$dir/train.log"); done
-"$PYTHON" -m fairseq_revrnn.recipes.plots "${logs[@]}" --out-dir "$RUNS" --prefix multi30k
-echo "results table: $RUNS/results.md; curves: $RUNS/multi30k_{perplexity,memory}.png"
+tabulate "$RUNS" multi30k "${dirs[@]}"

@@ -10,7 +10,7 @@ A run directory holds ``train.log`` (``fairseq-train --log-format json``),
 ``generate-{valid,test}.txt`` (translation) or ``eval.log`` (language model).
 The run whose ``run.json`` names fairseq's own model (``lstm``, ``lstm_lm``
 as ``baseline``) is the reference of the comparison columns: test BLEU minus
-its BLEU, and validation perplexity over its perplexity. PTB runs of an
+its BLEU (translation), and validation perplexity over its perplexity. PTB runs of an
 LSTM-type model also show the paper's paper-sized figure for the same bit
 limit (its table 2), beside ours at whatever size we trained.
 
@@ -75,10 +75,10 @@ def summarise(run: Path) -> dict:
 
 def compare_to_baseline(rows: list[dict]) -> None:
     """Set each row's distance to its task's baseline run (fairseq's own model), if one is among ``rows``:
-    test BLEU minus the baseline's for translation, valid perplexity over the baseline's for language models."""
-    for task, key, column in (("translation", "test_bleu", "bleu_gap"), ("language_model", "valid_ppl", "ppl_ratio")):
-        reference = next((r[key] for r in rows if r["task"] == task and r["baseline"]), None)
+    valid perplexity over the baseline's, and for translation also test BLEU minus the baseline's."""
+    for key, column in (("test_bleu", "bleu_gap"), ("valid_ppl", "ppl_ratio")):
         for r in rows:
+            reference = next((b[key] for b in rows if b["task"] == r["task"] and b["baseline"]), None)
             value = r[key]
             if value is None or reference is None:
                 r[column] = None
@@ -95,7 +95,8 @@ def fmt(value, digits: int = 2) -> str:
 COLUMNS = {
     "translation": [
         ("run", "run", 0), ("epochs", "epochs", 0), ("updates", "updates", 0), ("words/s", "wps", 0),
-        ("valid ppl", "valid_ppl", 2), ("valid BLEU", "valid_bleu", 2), ("paper valid BLEU", "paper_valid_bleu", 2),
+        ("valid ppl", "valid_ppl", 2), ("valid ppl / baseline", "ppl_ratio", 3), ("valid BLEU", "valid_bleu", 2),
+        ("paper valid BLEU", "paper_valid_bleu", 2),
         ("test BLEU", "test_bleu", 2), ("test BLEU - baseline", "bleu_gap", 2), ("savings enc", "enc_savings", 2),
         ("savings dec", "dec_savings", 2), ("savings", "savings", 2), ("ideal", "ideal", 2),
     ],
