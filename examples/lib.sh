@@ -52,3 +52,9 @@ tabulate() {
     "$PYTHON" -m fairseq_revrnn.recipes.plots "${logs[@]}" --out-dir "$runs" --prefix "$prefix"
     echo "results table: $runs/results.md; curves: $runs/${prefix}_{perplexity,memory}.png"
 }
+
+# with_peak_rss COMMAND...: run COMMAND, then print its peak RSS as a "| peak_rss |" log record
+# (fairseq_revrnn/recipes/peak_rss.py, run by path so that this small parent does not load torch).
+with_peak_rss() {
+    "$PYTHON" "$ROOT/fairseq_revrnn/recipes/peak_rss.py" "$@"
+}

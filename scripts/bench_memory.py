@@ -35,7 +35,8 @@ from tqdm import tqdm
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from fairseq_revrnn.recipes.logs import records  # noqa: E402
+from fairseq_revrnn.recipes import peak_rss  # noqa: E402
+from fairseq_revrnn.recipes.logs import number, records  # noqa: E402
 from fairseq_revrnn.recipes.steps import PLUGIN, build, training_step  # noqa: E402
 
 BIN = Path(sys.executable).parent
@@ -129,15 +130,6 @@ def table(title: str, rows: dict[str, dict], baseline: str) -> str:
     return "\n".join(lines)
 
 
-# A small parent for fairseq-train: a child's maximum RSS starts from its parent's at fork, and
-# this script's own RSS would hide the child's.
-RSS_PARENT = (
-    "import resource, subprocess, sys; proc = subprocess.run(sys.argv[1:], capture_output=True, text=True); "
-    "sys.stderr.write(proc.stdout + proc.stderr); "
-    "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss); sys.exit(proc.returncode)"
-)
-
-
 def fairseq_train(data, args: list[str], batch: int, updates: int, work: Path) -> tuple[float, list[dict]]:
     """Run ``fairseq-train`` for ``updates`` updates of ``batch`` sentences; return its
     peak resident memory (MB) and its ``train_inner`` log records (every 10 updates)."""
@@ -147,10 +139,11 @@ def fairseq_train(data, args: list[str], batch: int, updates: int, work: Path) -
            "--max-tokens", "1000000", "--max-update", str(updates), "--optimizer", "adam", "--lr", "0.001",
            "--num-workers", "0", "--disable-validation", "--no-save", "--save-dir", str(save), "--seed", "1",
            "--required-batch-size-multiple", "1", "--log-format", "json", "--log-interval", "10", "--cpu"]  # fmt: skip
-    proc = subprocess.run([sys.executable, "-c", RSS_PARENT, *cmd], capture_output=True, text=True)
+    proc = subprocess.run([sys.executable, peak_rss.__file__, *cmd], capture_output=True, text=True)
     if proc.returncode != 0:
         raise RuntimeError(f"fairseq-train failed:\n{proc.stderr[-3000:]}")
-    return int(proc.stdout.split()[-1]) / 1024, records(proc.stderr, "train_inner")
+    output = proc.stdout + proc.stderr
+    return number(records(output, peak_rss.TAG)[-1], "peak_rss_mb"), records(output, "train_inner")
 
 
 def train_words_per_second(data, models: dict[str, list[str]], batch: int, repeats: int, work: Path) -> dict:

@@ -43,6 +43,14 @@ def succeeded(proc: subprocess.CompletedProcess) -> subprocess.CompletedProcess:
     return proc
 
 
+def table_rows(path: Path) -> dict[str, dict[str, str]]:
+    """A markdown table written by ``recipes.results``: each row's cells by column title, rows by run name."""
+    lines = path.read_text(encoding="utf-8").splitlines()
+    titles = [cell.strip() for cell in lines[0].strip("|").split("|")]
+    rows = [dict(zip(titles, (cell.strip() for cell in line.strip("|").split("|")))) for line in lines[2:]]
+    return {row["run"]: row for row in rows}
+
+
 def head_lines(path: Path, n: int) -> list[str]:
     """The first ``n`` lines of a gzipped text file, without their newlines."""
     with gzip.open(path, "rt", encoding="utf-8") as f:

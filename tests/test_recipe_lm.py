@@ -18,7 +18,7 @@ import pytest
 from fairseq_revrnn.recipes.logs import number, read_records, records
 from fairseq_revrnn.recipes.results import summarise
 
-from .data import recipe, succeeded
+from .data import recipe, succeeded, table_rows
 from .http_server import serve
 
 pytestmark = pytest.mark.cli
@@ -210,9 +210,11 @@ def test_converged_ptb_trains_evaluates_and_sets_the_paper_beside(workdir):
     runs = workdir / "conv"
     table = (runs / "results.md").read_text().splitlines()
     assert "valid ppl / baseline" in table[0] and "paper valid ppl (1150/650)" in table[0]
-    rows = {line.split(" | ")[0][2:]: line.split(" | ") for line in table[2:]}
+    rows = table_rows(runs / "results.md")
     assert set(rows) == {"rev-lstm-bits3", "baseline", "rev-lstm-bits2", "rev-lstm-bits5", "rev-lstm-bitsnone"}
-    assert rows["baseline"][5] == "1.000" and rows["rev-lstm-bits3"][-2] == "72.8"
+    assert rows["baseline"]["valid ppl / baseline"] == "1.000"
+    assert rows["rev-lstm-bits3"]["paper valid ppl (1150/650)"] == "72.8"
+    assert rows["baseline"]["RSS: baseline / this"] == "1.00" and float(rows["rev-lstm-bits3"]["peak RSS MB"]) > 100
     for name in rows:
         assert math.isfinite(summarise(runs / name)["test_ppl"])
         assert "'batch_size': 64," in (runs / name / "train.log").read_text()

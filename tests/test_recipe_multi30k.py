@@ -9,7 +9,7 @@ import pytest
 
 from fairseq_revrnn.recipes.text import moses
 
-from .data import MULTI30K, head_lines, recipe, succeeded
+from .data import MULTI30K, head_lines, recipe, succeeded, table_rows
 from .http_server import serve
 
 pytestmark = pytest.mark.cli
@@ -102,14 +102,18 @@ def test_grid_trains_evaluates_and_tabulates(prepared):
         for subset in ("valid", "test"):
             generated = (runs / run / f"generate-{subset}.txt").read_text(encoding="utf-8")
             assert sum(line.startswith("H-") for line in generated.splitlines()) == LINES
-    table = (runs / "results.md").read_text(encoding="utf-8").splitlines()
-    assert table[0].startswith("| run | epochs | updates | words/s | valid ppl | valid ppl / baseline | valid BLEU |")
-    rows = {line.split(" | ")[0][2:]: line.split(" | ") for line in table[2:]}
+    rows = table_rows(runs / "results.md")
     assert set(rows) == {"rev_gru.Emb+8H.2", "lstm"}
-    assert rows["rev_gru.Emb+8H.2"][1:3] == ["1", "2"] and float(rows["rev_gru.Emb+8H.2"][-2]) > 1.0
-    assert rows["lstm"][-2] == "-"  # the baseline logs no memory savings
-    assert rows["lstm"][9] == "0.00" and rows["rev_gru.Emb+8H.2"][9] != "-"  # test BLEU minus the baseline's
-    assert rows["lstm"][5] == "1.000" and float(rows["rev_gru.Emb+8H.2"][5]) > 0  # valid ppl over the baseline's
+    rev, lstm = rows["rev_gru.Emb+8H.2"], rows["lstm"]
+    assert (rev["epochs"], rev["updates"]) == ("1", "2") and float(rev["savings"]) > 1.0
+    assert lstm["savings"] == "-"  # the baseline logs no memory savings
+    assert lstm["test BLEU - baseline"] == "0.00" and rev["test BLEU - baseline"] != "-"
+    assert lstm["valid ppl / baseline"] == "1.000" and float(rev["valid ppl / baseline"]) > 0
+    # fairseq-train's peak RSS, recorded by the recipe, and the baseline's over ours
+    assert float(rev["peak RSS MB"]) > 100 and lstm["RSS: baseline / this"] == "1.00"
+    assert float(rev["RSS: baseline / this"]) == pytest.approx(
+        float(lstm["peak RSS MB"]) / float(rev["peak RSS MB"]), rel=0.01
+    )
     for figure in ("multi30k_memory.png", "multi30k_perplexity.png"):
         assert (runs / figure).read_bytes().startswith(b"\x89PNG")
     assert '"attention": "Emb+8H"' in (runs / "rev_gru.Emb+8H.2" / "run.json").read_text()

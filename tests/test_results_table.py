@@ -1,7 +1,11 @@
 """The recipes' results table: distances to the baseline run and the paper's PTB figures."""
 
 import json
+import subprocess
+import sys
 
+from fairseq_revrnn.recipes import peak_rss
+from fairseq_revrnn.recipes.logs import number, records
 from fairseq_revrnn.recipes.results import summarise, table
 
 
@@ -56,3 +60,35 @@ def test_translation_rows_get_the_bleu_gap_and_ppl_ratio_only_when_a_baseline_is
     alone = [summarise(rev)]
     table(alone)
     assert alone[0]["bleu_gap"] is None and alone[0]["ppl_ratio"] is None
+
+
+def peak_of(*code: str) -> tuple[float, int]:
+    """Run ``python -c CODE`` through peak_rss.py by path, as the recipes do: the reported MB and exit code."""
+    proc = subprocess.run(
+        [sys.executable, peak_rss.__file__, sys.executable, "-c", *code], capture_output=True, text=True
+    )
+    (record,) = records(proc.stdout, peak_rss.TAG)
+    assert record["command"].startswith("python")
+    return number(record, "peak_rss_mb"), proc.returncode
+
+
+def test_peak_rss_is_the_childs_own_in_mb_and_keeps_its_exit_code():
+    big, code = peak_of("data = b'x' * (300 << 20); raise SystemExit(3)")
+    small, ok = peak_of("pass")
+    assert code == 3 and ok == 0
+    assert 300 <= big < 400  # 300 MB written: MB, not KB or bytes
+    assert small < 100  # the wrapper's parent is small: its RSS does not hide the child's
+
+
+def test_peak_rss_column_takes_the_largest_process_and_the_baseline_ratio(tmp_path):
+    base = {"task": "language_model", "size": "cpu", "data": "ptb"}
+    rev = make_run(tmp_path, "rev", {**base, "model": "rev", "cell": "lstm", "bits": "3"}, [120.0])
+    lstm = make_run(tmp_path, "lstm", {**base, "model": "baseline", "cell": "lstm"}, [100.0])
+    for run, peaks in ((rev, (700, 800)), (lstm, (1200,))):  # the rev run was resumed once: two processes
+        with (run / "train.log").open("a") as log:
+            for mb in peaks:
+                log.write(f'| {peak_rss.TAG} | {{"peak_rss_mb": "{mb}", "command": "fairseq-train"}}\n')
+    rows = [summarise(rev), summarise(lstm)]
+    table(rows)
+    assert (rows[0]["peak_rss"], rows[1]["peak_rss"]) == (800.0, 1200.0)
+    assert rows[0]["rss_ratio"] == 1.5 and rows[1]["rss_ratio"] == 1.0

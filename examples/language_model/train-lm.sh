@@ -30,7 +30,8 @@
 #   LOG_INTERVAL [50], SEED [1]
 #   EXTRA       further fairseq-train arguments, appended last (they override the above)
 # CELL, BITS and FORGETTING do not apply to MODEL=baseline. fairseq resumes from SAVE_DIR/checkpoint_last.pt when
-# there is one; the run's whole output (--log-format json) is appended to SAVE_DIR/train.log.
+# there is one; the run's whole output (--log-format json) is appended to SAVE_DIR/train.log, ending
+# with fairseq-train's peak RSS (a "| peak_rss |" record, fairseq_revrnn/recipes/peak_rss.py).
 set -euo pipefail
 source "$(dirname "$0")/../common.sh"
 DATA="${DATA:-data-bin/ptb}"
@@ -111,7 +112,7 @@ write_run_json "$SAVE_DIR" "${RUN[@]}" data="$(basename "$DATA")"
 echo "training into $SAVE_DIR (whole output appended to $SAVE_DIR/train.log)"
 
 read -ra EXTRA_ARGS <<< "${EXTRA:-}"
-PYTHONUNBUFFERED=1 fairseq-train "$DATA" --user-dir "$USER_DIR" --task language_modeling \
+PYTHONUNBUFFERED=1 with_peak_rss fairseq-train "$DATA" --user-dir "$USER_DIR" --task language_modeling \
     --tokens-per-sample 70 --sample-break-mode none --batch-size "$BATCH" --required-batch-size-multiple 1 \
     "${MODEL_ARGS[@]}" "${OPTIM_ARGS[@]}" --max-update "$MAX_UPDATE" --max-epoch "$MAX_EPOCH" \
     --save-dir "$SAVE_DIR" --no-epoch-checkpoints --log-format json --log-interval "${LOG_INTERVAL:-50}" \

@@ -21,7 +21,8 @@
 #   MAX_EPOCH [50], MAX_UPDATE [0: no limit], LOG_INTERVAL [50], SEED [1]
 #   EXTRA      further fairseq-train arguments, appended last
 # ATTENTION and BITS do not apply to MODEL=lstm. fairseq resumes from SAVE_DIR/checkpoint_last.pt when
-# there is one; the run's whole output (--log-format json) is appended to SAVE_DIR/train.log.
+# there is one; the run's whole output (--log-format json) is appended to SAVE_DIR/train.log, ending
+# with fairseq-train's peak RSS (a "| peak_rss |" record, fairseq_revrnn/recipes/peak_rss.py).
 set -euo pipefail
 source "$(dirname "$0")/../common.sh"
 MODEL="${MODEL:-rev_lstm}"
@@ -94,7 +95,7 @@ SAVE_DIR="${SAVE_DIR:-checkpoints/multi30k/$NAME}"
 write_run_json "$SAVE_DIR" "${RUN[@]}"
 
 read -ra EXTRA_ARGS <<< "${EXTRA:-}"
-fairseq-train "$DATA" "${MODEL_ARGS[@]}" "${OPTIM_ARGS[@]}" --label-smoothing 0 \
+with_peak_rss fairseq-train "$DATA" "${MODEL_ARGS[@]}" "${OPTIM_ARGS[@]}" --label-smoothing 0 \
     --batch-size 64 --max-tokens 4000 --max-epoch "${MAX_EPOCH:-50}" --max-update "${MAX_UPDATE:-0}" \
     --save-dir "$SAVE_DIR" --no-epoch-checkpoints --log-format json --log-interval "${LOG_INTERVAL:-50}" \
     --seed "${SEED:-1}" --num-workers 0 "${EXTRA_ARGS[@]}" 2>&1 | tee -a "$SAVE_DIR/train.log"

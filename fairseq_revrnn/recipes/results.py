@@ -10,7 +10,10 @@ A run directory holds ``train.log`` (``fairseq-train --log-format json``),
 ``generate-{valid,test}.txt`` (translation) or ``eval.log`` (language model).
 The run whose ``run.json`` names fairseq's own model (``lstm``, ``lstm_lm``
 as ``baseline``) is the reference of the comparison columns: test BLEU minus
-its BLEU (translation), and validation perplexity over its perplexity. PTB runs of an
+its BLEU (translation), validation perplexity over its perplexity, and its
+peak RSS over the run's. Peak RSS is fairseq-train's largest resident set
+over the run's processes (a resumed run has several), from the
+``| peak_rss |`` records that ``recipes/peak_rss.py`` writes. PTB runs of an
 LSTM-type model also show the paper's paper-sized figure for the same bit
 limit (its table 2), beside ours at whatever size we trained.
 
@@ -25,7 +28,7 @@ import math
 import re
 from pathlib import Path
 
-from . import paper
+from . import paper, peak_rss
 from .generate_output import bleu
 from .logs import number, records
 
@@ -56,6 +59,7 @@ def summarise(run: Path) -> dict:
         "ideal": number(last, "train_mem_savings_ideal"),
         "enc_savings": number(last, "train_enc_mem_savings"),
         "dec_savings": number(last, "train_dec_mem_savings"),
+        "peak_rss": max((number(r, "peak_rss_mb") for r in records(text, peak_rss.TAG)), default=None),
     }
     for subset in ("valid", "test"):
         out = run / f"generate-{subset}.txt"
@@ -75,15 +79,17 @@ def summarise(run: Path) -> dict:
 
 def compare_to_baseline(rows: list[dict]) -> None:
     """Set each row's distance to its task's baseline run (fairseq's own model), if one is among ``rows``:
-    valid perplexity over the baseline's, and for translation also test BLEU minus the baseline's."""
-    for key, column in (("test_bleu", "bleu_gap"), ("valid_ppl", "ppl_ratio")):
+    valid perplexity over the baseline's, its peak RSS over ours, and for translation test BLEU minus the baseline's."""
+    for key, column in (("test_bleu", "bleu_gap"), ("valid_ppl", "ppl_ratio"), ("peak_rss", "rss_ratio")):
         for r in rows:
             reference = next((b[key] for b in rows if b["task"] == r["task"] and b["baseline"]), None)
             value = r[key]
             if value is None or reference is None:
                 r[column] = None
+            elif column == "bleu_gap":
+                r[column] = value - reference
             else:
-                r[column] = value - reference if column == "bleu_gap" else value / reference
+                r[column] = value / reference if column == "ppl_ratio" else reference / value
 
 
 def fmt(value, digits: int = 2) -> str:
@@ -99,11 +105,13 @@ COLUMNS = {
         ("paper valid BLEU", "paper_valid_bleu", 2),
         ("test BLEU", "test_bleu", 2), ("test BLEU - baseline", "bleu_gap", 2), ("savings enc", "enc_savings", 2),
         ("savings dec", "dec_savings", 2), ("savings", "savings", 2), ("ideal", "ideal", 2),
+        ("peak RSS MB", "peak_rss", 0), ("RSS: baseline / this", "rss_ratio", 2),
     ],
     "language_model": [
         ("run", "run", 0), ("epochs", "epochs", 0), ("updates", "updates", 0), ("words/s", "wps", 0),
         ("valid ppl", "valid_ppl", 2), ("valid ppl / baseline", "ppl_ratio", 3), ("test ppl", "test_ppl", 2),
-        ("savings", "savings", 2), ("ideal", "ideal", 2), ("paper valid ppl (1150/650)", "paper_valid_ppl", 1),
+        ("savings", "savings", 2), ("ideal", "ideal", 2), ("peak RSS MB", "peak_rss", 0),
+        ("RSS: baseline / this", "rss_ratio", 2), ("paper valid ppl (1150/650)", "paper_valid_ppl", 1),
         ("paper savings", "paper_savings", 1),
     ],
 }  # fmt: skip
