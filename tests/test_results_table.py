@@ -4,7 +4,7 @@ import json
 import subprocess
 import sys
 
-from fairseq_revrnn.recipes import peak_rss
+from fairseq_revrnn.recipes import peak_rss, plots
 from fairseq_revrnn.recipes.logs import number, records
 from fairseq_revrnn.recipes.results import summarise, table
 
@@ -92,3 +92,15 @@ def test_peak_rss_column_takes_the_largest_process_and_the_baseline_ratio(tmp_pa
     table(rows)
     assert (rows[0]["peak_rss"], rows[1]["peak_rss"]) == (800.0, 1200.0)
     assert rows[0]["rss_ratio"] == 1.5 and rows[1]["rss_ratio"] == 1.0
+
+
+def test_a_resumed_runs_redone_updates_count_once(tmp_path):
+    """A process stopped mid-epoch logged updates 150 and 200 after its checkpoint at 100; the resumed
+    process trains them again. Its records replace the stopped one's in the words/s median and the curves."""
+    inner = [(50, 10.0), (100, 10.0), (150, 1.0), (200, 1.0), (150, 30.0), (200, 30.0), (250, 30.0)]
+    lines = [f'| train_inner | {{"num_updates": "{n}", "wps": "{w}", "ppl": "{w}"}}' for n, w in inner]
+    run = make_run(tmp_path, "rev", {"task": "language_model", "model": "rev"}, [100.0])
+    (run / "train.log").write_text((run / "train.log").read_text() + "\n".join(lines) + "\n")
+    assert summarise(run)["wps"] == 30.0  # median of 10, 10, 30, 30, 30; with the redone ones it would be 10
+    xs, ys = plots.load_run(run / "train.log", "rev").train_series("ppl")
+    assert xs == [50, 100, 150, 200, 250] and ys == [10.0, 10.0, 30.0, 30.0, 30.0]

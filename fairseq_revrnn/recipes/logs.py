@@ -20,3 +20,16 @@ def number(record: dict, key: str) -> float | None:
     """A numeric field of a record (fairseq writes them as strings), or None if absent."""
     value = record.get(key)
     return None if value is None else float(value)
+
+
+def without_redone(recs: list[dict], key: str) -> list[dict]:
+    """``recs`` without those a resumed run trained again. fairseq resumes from the last checkpoint, so
+    what a stopped process logged after it (``key``, e.g. ``num_updates``, not below a later record's) is
+    redone by the next process, whose records replace it."""
+    kept: list[dict] = []
+    for rec in recs:
+        x = number(rec, key)
+        while x is not None and kept and (number(kept[-1], key) or 0) >= x:
+            kept.pop()
+        kept.append(rec)
+    return kept

@@ -31,7 +31,7 @@ from matplotlib.axes import Axes  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
-from .logs import number, records  # noqa: E402
+from .logs import number, records, without_redone  # noqa: E402
 
 # (title, y label, (json key, line name) per line); an empty name is the run's combined value.
 MEMORY_PANELS = (
@@ -82,7 +82,7 @@ class Run:
 def _series(recs: list[dict], x_key: str, y_key: str) -> tuple[list[float], list[float]]:
     """Finite (x, y) pairs of the records that have both keys."""
     xs, ys = [], []
-    for rec in recs:
+    for rec in without_redone(recs, x_key):
         x, y = number(rec, x_key), number(rec, y_key)
         if x is not None and y is not None and math.isfinite(x) and math.isfinite(y):
             xs.append(x)

@@ -30,7 +30,7 @@ from pathlib import Path
 
 from . import paper, peak_rss
 from .generate_output import bleu
-from .logs import number, records
+from .logs import number, records, without_redone
 
 PERPLEXITY = re.compile(r"Perplexity: ([0-9.]+|inf|nan)")
 BASELINES = ("lstm", "baseline")  # run.json's model for fairseq's own lstm (translation) and lstm_lm
@@ -44,7 +44,8 @@ def summarise(run: Path) -> dict:
     info = json.loads((run / "run.json").read_text()) if (run / "run.json").exists() else {}
     text = log.read_text(encoding="utf-8", errors="replace")
     epochs = records(text, "train")
-    inner = sorted(v for v in (number(r, "wps") for r in records(text, "train_inner")) if v is not None)
+    inner = without_redone(records(text, "train_inner"), "num_updates")
+    inner = sorted(v for v in (number(r, "wps") for r in inner) if v is not None)
     valid = [number(r, "valid_ppl") for r in records(text, "valid")]
     last = epochs[-1] if epochs else {}
     row = {
