@@ -16,6 +16,8 @@
 # Environment (optional):
 #   TASK      multi30k | ptb                                                                 [multi30k]
 #   JOBS      trainings at once, each with OMP_NUM_THREADS = cores / JOBS                           [2]
+#   ONLY      the runs to train, evaluate and tabulate, by name (the first word of each MODELS line below),
+#             separated by spaces: ONLY="rev-lstm-bits2 rev-lstm-bits5"                                [all]
 #   RUNS      one directory per model, results.md, TASK_{perplexity,memory}.png
 #                                                           [checkpoints/multi30k, checkpoints/ptb-converged]
 #   MAX_EPOCH [multi30k 15, ptb 20]; and what the recipes read (DATA, HIDDEN, SIZE, MAX_UPDATE, EXTRA, ...);
@@ -53,6 +55,18 @@ else
         "rev-lstm-bitsnone MODEL=rev BITS=none"
     )
     TRAIN="$HERE/language_model/train-lm.sh"
+fi
+
+# ONLY: some of the runs above, by name; the others are neither trained nor evaluated nor tabulated.
+if [ -n "${ONLY:-}" ]; then
+    names=()
+    for model in "${MODELS[@]}"; do names+=("${model%% *}"); done
+    chosen=()
+    for name in $ONLY; do
+        one_of ONLY "$name" "${names[@]}"
+        for model in "${MODELS[@]}"; do [ "${model%% *}" != "$name" ] || chosen+=("$model"); done
+    done
+    MODELS=("${chosen[@]}")
 fi
 mkdir -p "$RUNS"
 

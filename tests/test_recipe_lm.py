@@ -219,3 +219,13 @@ def test_converged_ptb_trains_evaluates_and_sets_the_paper_beside(workdir):
         assert math.isfinite(summarise(runs / name)["test_ppl"])
         assert "'batch_size': 64," in (runs / name / "train.log").read_text()
     assert (runs / "ptb_memory.png").read_bytes().startswith(b"\x89PNG")
+    # ONLY: one run trains further (a larger cap), is evaluated and tabulated; the others are left alone.
+    again = ok(
+        recipe(
+            "converged.sh", cwd=workdir, TASK="ptb", RUNS="conv", MAX_UPDATE="3", ONLY="baseline", timeout=900, **TINY
+        )
+    ).stdout
+    assert again.count("training (") == 1 and "baseline: training (" in again
+    assert set(table_rows(runs / "results.md")) == {"baseline"}
+    assert "@ 3 updates" in (runs / "baseline" / "train.log").read_text()
+    assert "@ 3 updates" not in (runs / "rev-lstm-bits3" / "train.log").read_text()

@@ -202,7 +202,15 @@ def test_converged_trains_each_model_once_then_evaluates_and_tabulates(prepared)
 
 @pytest.mark.parametrize(
     "env, message",
-    [({"TASK": "wmt"}, "TASK=wmt is not allowed; choose one of: multi30k ptb"), ({"JOBS": "0"}, "JOBS=0 must be")],
+    [
+        ({"TASK": "wmt"}, "TASK=wmt is not allowed; choose one of: multi30k ptb"),
+        ({"JOBS": "0"}, "JOBS=0 must be"),
+        (
+            {"TASK": "ptb", "ONLY": "baseline rev-lstm-bits7"},
+            "ONLY=rev-lstm-bits7 is not allowed; choose one of: rev-lstm-bits3 baseline rev-lstm-bits2 rev-lstm-bits5 "
+            "rev-lstm-bitsnone",
+        ),
+    ],
 )
 def test_converged_refuses_bad_settings(tmp_path, env, message):
     proc = recipe("converged.sh", cwd=tmp_path, **env)
