@@ -17,7 +17,7 @@ demo: $(VENV)/.package
 	$(PY) scripts/demo.py
 
 test: $(VENV)/.package
-	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q --durations=20 tests
 
 # The inner loop: core and in-process fairseq tests, no command-line subprocesses.
 test-fast: $(VENV)/.package

@@ -109,18 +109,23 @@ def ratio(a: float | None, b: float | None) -> str:
 def summary(parts: dict[str, dict[str, Path]]) -> str:
     """The demo's table, one row per model, then the reversible/standard ratios per task."""
     lines = [
-        "| task | model | updates | valid ppl | test ppl | test BLEU | mem savings actual | ideal | words/s |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| task | model | updates | valid ppl | test ppl | test BLEU | mem savings actual | ideal | words/s"
+        " | peak RSS MB |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     notes = []
     for task, runs in parts.items():
         rows = {name: results.summarise(run) for name, run in runs.items()}
         for name, r in rows.items():
-            cells = [r["updates"], r["valid_ppl"], r["test_ppl"], r["test_bleu"], r["savings"], r["ideal"], r["wps"]]
-            digits = [0, 2, 2, 2, 2, 2, 0]
+            cells = [r[k] for k in ("updates", "valid_ppl", "test_ppl", "test_bleu", "savings", "ideal", "wps")]
+            cells.append(r["peak_rss"])
+            digits = [0, 2, 2, 2, 2, 2, 0, 0]
             lines.append(f"| {task} | {name} | " + " | ".join(map(results.fmt, cells, digits)) + " |")
         rev, standard = rows.values()
-        notes.append(f"{task}: words/s reversible/standard {ratio(rev['wps'], standard['wps'])}")
+        notes.append(
+            f"{task}: words/s reversible/standard {ratio(rev['wps'], standard['wps'])}, "
+            f"peak RSS standard/reversible {ratio(standard['peak_rss'], rev['peak_rss'])}"
+        )
     return "\n".join(lines + [""] + notes)
 
 

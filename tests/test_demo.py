@@ -29,8 +29,10 @@ def demo(workdir, **env) -> subprocess.CompletedProcess:
 
 
 def table_rows(stdout: str) -> dict[tuple[str, str], list[str]]:
-    rows = [line.strip("| ").split(" | ") for line in stdout.splitlines() if line.startswith("| ")]
-    assert rows[0][:3] == ["task", "model", "updates"]
+    """The demo's table: from its header on (the recipes' "| peak_rss |" records come before it)."""
+    lines = stdout.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("| task | model | updates |"))
+    rows = [line.strip("| ").split(" | ") for line in lines[start:] if line.startswith("| ")]
     return {(r[0], r[1]): r for r in rows[1:]}
 
 
@@ -41,14 +43,14 @@ def test_demo_trains_evaluates_tabulates_and_plots(raw_dir, tmp_path):  # noqa: 
         ("PTB LM", "RevLSTM LM"), ("PTB LM", "LSTM LM (fairseq)"),
         ("Multi30K en-de", "rev_lstm"), ("Multi30K en-de", "LSTM (fairseq)"),
     }  # fmt: skip
-    for (task, model), (_, _, updates, valid_ppl, test_ppl, bleu, actual, ideal, wps) in rows.items():
-        assert updates == "3" and float(valid_ppl) > 1 and float(wps) > 0
+    for (task, model), (_, _, updates, valid_ppl, test_ppl, bleu, actual, ideal, wps, rss) in rows.items():
+        assert updates == "3" and float(valid_ppl) > 1 and float(wps) > 0 and float(rss) > 100
         assert (test_ppl != "-") == (task == "PTB LM") and (bleu != "-") == (task != "PTB LM")
         reversible = model in ("RevLSTM LM", "rev_lstm")
         assert (actual != "-") == reversible
         if reversible:
             assert 1 < float(actual) < float(ideal)
-    assert "words/s reversible/standard" in proc.stdout
+    assert "words/s reversible/standard" in proc.stdout and "peak RSS standard/reversible" in proc.stdout
     assert (tmp_path / "summary.md").read_text().startswith("| task | model |")
     for name in ("ptb_memory", "ptb_perplexity", "multi30k_memory", "multi30k_perplexity"):
         with Image.open(tmp_path / "plots" / f"{name}.png") as image:
