@@ -16,8 +16,10 @@ FAIRSEQ := fairseq-fixed==0.12.3.1
 demo: $(VENV)/.package
 	$(PY) scripts/demo.py
 
+# One worker per core, one thread each: most tests start fairseq's CLIs or compile, single-threaded work
+# that left the second core idle when the suite ran in one process.
 test: $(VENV)/.package
-	$(PY) -m pytest -q --durations=20 tests
+	OMP_NUM_THREADS=1 $(PY) -m pytest -q -n auto --durations=20 tests
 
 # The inner loop: core and in-process fairseq tests, no command-line subprocesses.
 test-fast: $(VENV)/.package

@@ -192,12 +192,15 @@ def test_converged_trains_each_model_once_then_evaluates_and_tabulates(prepared)
     assert "training (" not in again and again.count("trained before (MAX_EPOCH=15 MAX_UPDATE=2)") == 4
     for name in names:
         assert (runs / name / "train.log").read_text().count("done training") == 1
-    # A larger cap trains further, from the checkpoint.
-    longer = ok(recipe("converged.sh", cwd=prepared, TASK="multi30k", RUNS="conv", **{**env, "MAX_UPDATE": "3"}))
-    assert longer.count("training (") == 4
+    # A larger cap trains further, from the checkpoint; ONLY leaves the other runs alone and out of the table.
+    longer_env = {**env, "MAX_UPDATE": "3", "ONLY": "rev_gru.Emb+20H.3"}
+    longer = ok(recipe("converged.sh", cwd=prepared, TASK="multi30k", RUNS="conv", **longer_env))
+    assert longer.count("training (") == 1 and "rev_gru.Emb+20H.3: training (" in longer
     for name in names:
         log = (runs / name / "train.log").read_text()
-        assert "Loaded checkpoint" in log and "@ 3 updates" in log
+        assert ("Loaded checkpoint" in log and "@ 3 updates" in log) == (name == "rev_gru.Emb+20H.3")
+    rows = [line.split(" | ")[0][2:] for line in (runs / "results.md").read_text().splitlines()[2:]]
+    assert rows == ["rev_gru.Emb+20H.3"]
 
 
 @pytest.mark.parametrize(
