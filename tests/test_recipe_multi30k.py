@@ -184,8 +184,7 @@ def test_converged_trains_each_model_once_then_evaluates_and_tabulates(prepared)
     for name in names:
         assert f"{name}: training (" in out and (runs / name / "generate-test.txt").exists()
         assert '"optim": "adam"' in (runs / name / "run.json").read_text()
-    rows = {line.split(" | ")[0][2:]: line for line in (runs / "results.md").read_text().splitlines()[2:]}
-    assert set(rows) == set(names)
+    assert set(table_rows(runs / "results.md")) == set(names)
     assert (runs / "multi30k_perplexity.png").read_bytes().startswith(b"\x89PNG")
     # Run again: every run is done, so nothing trains; evaluation and the table are redone.
     again = ok(recipe("converged.sh", cwd=prepared, TASK="multi30k", RUNS="conv", **env))
@@ -199,8 +198,7 @@ def test_converged_trains_each_model_once_then_evaluates_and_tabulates(prepared)
     for name in names:
         log = (runs / name / "train.log").read_text()
         assert ("Loaded checkpoint" in log and "@ 3 updates" in log) == (name == "rev_gru.Emb+20H.3")
-    rows = [line.split(" | ")[0][2:] for line in (runs / "results.md").read_text().splitlines()[2:]]
-    assert rows == ["rev_gru.Emb+20H.3"]
+    assert list(table_rows(runs / "results.md")) == ["rev_gru.Emb+20H.3"]
 
 
 @pytest.mark.parametrize(
